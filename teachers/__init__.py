@@ -1,1 +1,12 @@
-"""Offline teacher stage: RGB video -> CLIP visual features and multimodal-LLM instructive text -> feature cache."""
+"""Offline teacher stage: RGB video -> CLIP visual features and multimodal-LLM instructive text -> feature cache.
+
+Run once per dataset and teacher configuration with ``mmcl precompute`` (:mod:`teachers.precompute`); training
+reads the result with :func:`teachers.cache.open_cache`. Modules:
+
+- :mod:`teachers.config`: ``TeacherConfig`` dataclasses, YAML loading (``configs/teachers/*.yaml``) and overrides.
+- :mod:`teachers.video`: decord reading, uniform frame sampling, the skeleton person crop, splice / grid canvases.
+- :mod:`teachers.inputs`: one sample's video -> CLIP pixels and the LLM canvas (a data-loader dataset).
+- :mod:`teachers.clip`, :mod:`teachers.llm`, :mod:`teachers.text`: the CLIP, vision-language and text-encoder models.
+- :mod:`teachers.cache`: the cache key, the chunked on-disk format, its writer and reader.
+- :mod:`teachers.tiny`: tiny random teachers that run offline, for tests and the demo.
+"""

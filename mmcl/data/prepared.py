@@ -229,7 +229,7 @@ class PreparedWriter:
         for f in p.iterdir():
             with open(f, "rb") as fh:
                 os.fsync(fh.fileno())
-        _atomic_write_text(p / "meta.json", json.dumps(asdict(self.info), indent=1))
+        atomic_write_text(p / "meta.json", json.dumps(asdict(self.info), indent=1))
         old = self.out.with_name(self.out.name + ".old")
         if self.out.exists():
             os.replace(self.out, old)
@@ -253,7 +253,7 @@ def check_splits(splits: Mapping[str, Sequence[int]], num_samples: int, where: s
             seen[int(i)] = split
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
+def atomic_write_text(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w") as f:
         f.write(text)
