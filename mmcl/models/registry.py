@@ -1,0 +1,63 @@
+"""Model registry (timm style): ``@register_model`` on a factory, ``create_model(name, ...)`` to build one.
+
+Importing this module is cheap (no torch): the modules that define models are imported on the first
+:func:`create_model` / :func:`list_models` call. A new model file registers itself with the decorator and is added
+to :data:`MODEL_MODULES`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+# Modules whose import registers models. The cross-modal co-learning variants register their deployed models
+# (CTR-GCN plus a skeleton-only path) where they are defined.
+MODEL_MODULES: tuple[str, ...] = ("mmcl.models.ctrgcn", "mmcl.colearn.mmixer", "mmcl.colearn.deformable")
+
+_FACTORIES: dict[str, Callable[..., Any]] = {}
+
+
+def register_model(factory: Callable[..., Any]) -> Callable[..., Any]:
+    """Register ``factory`` under its function name. It must accept ``num_classes``, ``layout``, ``in_channels``
+    and ``num_person`` keywords and return an ``nn.Module``."""
+    name = factory.__name__
+    if name in _FACTORIES and _FACTORIES[name] is not factory:
+        raise ValueError(f"model {name!r} is already registered by {_FACTORIES[name].__module__}")
+    _FACTORIES[name] = factory
+    return factory
+
+
+def _import_model_modules() -> None:
+    for module in MODEL_MODULES:
+        importlib.import_module(module)
+
+
+def list_models() -> list[str]:
+    """Names of the registered models, sorted."""
+    _import_model_modules()
+    return sorted(_FACTORIES)
+
+
+def create_model(name: str, num_classes: int, layout: str = "ntu25", in_channels: int = 3, num_person: int = 2,
+                 **kwargs: Any) -> Any:
+    """Build a registered model.
+
+    Args:
+        name: registered name (see :func:`list_models`).
+        num_classes: number of action classes.
+        layout: joint layout name (:mod:`mmcl.data.layouts`).
+        in_channels: channels per joint (3 for xyz; 6 or 12 for stacked streams).
+        num_person: persons per sample (M).
+        **kwargs: passed to the model's factory (e.g. ``drop_rate``).
+
+    The model records how it was built (``registry_name``, ``registry_args``: the extra keyword arguments), which
+    is what a deployable checkpoint stores to rebuild it.
+    """
+    _import_model_modules()
+    if name not in _FACTORIES:
+        raise KeyError(f"unknown model {name!r}; registered models: {', '.join(sorted(_FACTORIES))}")
+    model = _FACTORIES[name](num_classes=num_classes, layout=layout, in_channels=in_channels, num_person=num_person,
+                             **kwargs)
+    model.registry_name, model.registry_args = name, dict(kwargs)
+    return model

@@ -1,0 +1,72 @@
+"""Model registry: every registered model builds, runs forward and backward for every layout."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from mmcl.data.layouts import get_layout
+from mmcl.models import create_model, list_models, register_model
+from mmcl.models.registry import _FACTORIES
+
+LAYOUTS = [("ntu25", 2), ("nwucla20", 1), ("kinect_v1_20", 1)]  # (layout, persons)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny inputs: one thread is as fast, and does not stall when other jobs share the cores."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def test_registered_models():
+    assert "ctrgcn" in list_models()
+    assert list_models() == sorted(list_models())
+
+
+@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("layout, persons", LAYOUTS)
+def test_every_model_runs_forward_and_backward(name, layout, persons):
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=7, layout=layout, in_channels=3, num_person=persons)
+    joints = get_layout(layout).num_joints
+    assert (model.num_classes, model.layout_name, model.num_person) == (7, layout, persons)
+    x = torch.randn(2, 3, 8, joints, persons)
+    logits = model(x)
+    assert logits.shape == (2, 7)
+    torch.nn.functional.cross_entropy(logits, torch.tensor([0, 3])).backward()
+    for param_name, p in model.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), param_name
+    features = model.forward_features(x)
+    assert features["global_feature"].shape == (2, model.feature_dim)
+    assert features["feature_map"].shape[:2] == (2 * persons, model.feature_dim)
+
+
+def test_kwargs_reach_the_factory():
+    model = create_model("ctrgcn", num_classes=4, drop_rate=0.3)
+    assert model.drop_out.p == 0.3
+
+
+def test_unknown_model_lists_the_known_ones():
+    with pytest.raises(KeyError, match="unknown model 'nope'.*ctrgcn"):
+        create_model("nope", num_classes=3)
+
+
+def test_duplicate_registration_is_refused():
+    def ctrgcn(**kwargs):  # same name as the real factory
+        raise AssertionError("never called")
+
+    with pytest.raises(ValueError, match="already registered"):
+        register_model(ctrgcn)
+    assert _FACTORIES["ctrgcn"] is not ctrgcn
+
+
+def test_registry_import_is_cheap():
+    code = "import sys, mmcl.models; assert 'torch' not in sys.modules, 'torch imported'; print('ok')"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
