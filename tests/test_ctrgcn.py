@@ -240,13 +240,7 @@ class ReferenceModel(nn.Module):
 CONFIGS = [("ntu25", 2, 60), ("nwucla20", 1, 10)]  # (layout, persons, classes)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny inputs: one thread is as fast, and does not stall when other jobs share the cores."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _pair(layout: str, persons: int, classes: int, dtype=torch.float32, seed: int = 0):

@@ -15,13 +15,7 @@ from mmcl.models.registry import _FACTORIES
 LAYOUTS = [("ntu25", 2), ("nwucla20", 1), ("kinect_v1_20", 1)]  # (layout, persons)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny inputs: one thread is as fast, and does not stall when other jobs share the cores."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_registered_models():

@@ -1,0 +1,70 @@
+"""``mmcl predict``: the top-5 classes of one skeleton file, from a deployable checkpoint.
+
+    mmcl predict --checkpoint runs/x/best.safetensors S001C001P001R001A001.skeleton
+
+Accepted files: an NTU ``.skeleton`` (read exactly as ``mmcl prepare ntu`` reads it), or a ``.npy`` array of shape
+(T, M, V, C) in the checkpoint's layout (the prepared format's per-sample layout; (T, V, C) for one person).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mmcl.data.layouts import get_layout
+from mmcl.data.transforms import ClipTransform
+from mmcl.engine.checkpoint import CheckpointInfo, load_checkpoint
+
+
+def load_skeleton_file(path: str | Path, info: CheckpointInfo) -> np.ndarray:
+    """A skeleton file as (T, M, V, C) float32 in the checkpoint's layout; errors name the file and the mismatch."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"skeleton file not found: {path}")
+    if path.suffix == ".skeleton":
+        from mmcl.data.ntu import read_skeleton
+
+        joints = read_skeleton(path)
+    elif path.suffix == ".npy":
+        joints = np.load(path, allow_pickle=False).astype(np.float32)
+        if joints.ndim == 3:
+            joints = joints[:, None]
+    else:
+        raise ValueError(f"{path}: expected a .skeleton or .npy file")
+    v, m = get_layout(info.layout).num_joints, info.num_person
+    if joints.ndim != 4 or joints.shape[2] != v or joints.shape[3] != info.in_channels or joints.shape[0] == 0:
+        raise ValueError(f"{path}: array of shape {joints.shape}; the checkpoint needs (T, M<={m}, {v}, "
+                         f"{info.in_channels}) in layout {info.layout!r}")
+    if joints.shape[1] > m:
+        raise ValueError(f"{path}: {joints.shape[1]} persons; the checkpoint takes at most {m}")
+    if joints.shape[1] < m:
+        joints = np.concatenate([joints, np.zeros((joints.shape[0], m - joints.shape[1], v, joints.shape[3]),
+                                                  dtype=np.float32)], axis=1)
+    return joints
+
+
+def predict_file(checkpoint: str | Path, path: str | Path, topk: int = 5) -> list[tuple[str, float]]:
+    """The ``topk`` (class name, probability) pairs for one skeleton file."""
+    model, info = load_checkpoint(checkpoint)
+    joints = load_skeleton_file(path, info)
+    transform = ClipTransform(window=info.window, stream=info.stream, bones=get_layout(info.layout).bones)
+    clip = transform(joints.transpose(3, 0, 2, 1), joints.shape[0])
+    with torch.no_grad():
+        probs = torch.softmax(model(torch.from_numpy(clip)[None]), dim=1)[0]
+    top = torch.topk(probs, min(topk, len(info.class_names)))
+    return [(info.class_names[i], float(p)) for p, i in zip(top.values, top.indices)]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", required=True, type=Path, help="deployable checkpoint (.safetensors)")
+    parser.add_argument("file", type=Path, help=".skeleton or .npy file")
+    parser.add_argument("--topk", type=int, default=5)
+
+
+def run(args: argparse.Namespace) -> int:
+    for rank, (name, prob) in enumerate(predict_file(args.checkpoint, args.file, args.topk), 1):
+        print(f"{rank}. {name:<40} {100 * prob:6.2f}%")
+    return 0

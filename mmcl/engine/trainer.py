@@ -1,0 +1,317 @@
+"""Training with accelerate: devices, mixed precision, gradient accumulation and DDP without code changes.
+
+    accelerate launch mmcl/train.py --config configs/ntu60/xsub_joint.yaml [dotted.key=value ...] [--resume RUN_DIR]
+
+A run directory (``<output_dir>/<name>``) receives:
+
+- ``config.yaml``: the resolved configuration;
+- ``best.safetensors``: the deployable model (skeleton model alone) of the epoch with the best *validation* top-1;
+  ``last.safetensors``: the latest epoch's; with co-learning, ``best_heads.safetensors``: the training-time heads of
+  that epoch (FRM for zero-shot refinement, the text projection for open-vocabulary zero-shot), never needed to
+  classify;
+- ``state/``: everything ``--resume`` needs (model and co-learning heads, optimizer, RNG states, epoch, history);
+- ``tensorboard/``: loss, learning rate and validation curves;
+- at the end, from ``best.safetensors`` evaluated once on the test split: ``metrics.json``, ``confusion.png``,
+  ``test_scores.npz`` (and ``val_scores.npz`` for ``mmcl ensemble``), ``history.json`` and ``curves.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from accelerate import Accelerator, PartialState
+from accelerate.utils import set_seed
+from tqdm.auto import tqdm
+
+from mmcl.colearn import build_colearner
+from mmcl.config import OptimConfig, TrainConfig, load_config, to_yaml
+from mmcl.data.prepared import PreparedData
+from mmcl.engine.checkpoint import CheckpointInfo, save_checkpoint, save_heads
+from mmcl.engine.checkpoint import init_from_checkpoint
+from mmcl.engine.data import build_dataset, build_loader, ensure_teacher_cache, model_input, resolve_data_root
+from mmcl.engine.metrics import classification_report, save_scores, write_json, write_report
+from mmcl.engine.module import TrainModule
+from mmcl.models import create_model
+from mmcl.paths import configs_dir
+
+DEFAULT_CONFIG = "synthetic/ctrgcn_joint.yaml"
+
+
+def learning_rate(cfg: OptimConfig, epoch: int) -> float:
+    """CTR-GCN's per-epoch schedule: linear warm-up over ``warmup_epochs``, then step or cosine decay."""
+    if epoch < cfg.warmup_epochs:
+        return cfg.lr * (epoch + 1) / cfg.warmup_epochs
+    if cfg.scheduler == "step":
+        return cfg.lr * cfg.gamma ** int(np.sum(epoch >= np.asarray(cfg.steps)))
+    if cfg.scheduler == "cosine":
+        span = max(cfg.epochs - cfg.warmup_epochs, 1)
+        progress = (epoch - cfg.warmup_epochs) / span
+        return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * progress))
+    raise ValueError(f"optim.scheduler must be 'step' or 'cosine', got {cfg.scheduler!r}")
+
+
+@dataclass
+class TrainerState:
+    """Progress saved with the training state (``accelerator.register_for_checkpointing``)."""
+
+    epoch: int = -1  # last finished epoch
+    best_epoch: int = -1
+    best_val_top1: float = -1.0
+    global_step: int = 0
+    history: list[dict] = field(default_factory=list)
+
+    def state_dict(self) -> dict:
+        return asdict(self)
+
+    def load_state_dict(self, state: dict) -> None:
+        for k, v in state.items():
+            setattr(self, k, v)
+
+
+def resolve_run_dir(cfg: TrainConfig) -> Path:
+    """``<output_dir>/<name>``, or ``<name>-1``, ``<name>-2``... when that run already exists."""
+    base = Path(cfg.output_dir) / cfg.name
+    run_dir, k = base, 0
+    while run_dir.exists():
+        k += 1
+        run_dir = base.with_name(f"{base.name}-{k}")
+    return run_dir
+
+
+def _set_cpu_threads(accelerator: Accelerator, threads: int) -> None:
+    """`accelerate launch` sets OMP_NUM_THREADS=1; on a CPU, give each process its share of the cores instead."""
+    if accelerator.device.type == "cpu":
+        local = int(os.environ.get("LOCAL_WORLD_SIZE", accelerator.num_processes))  # processes on this machine
+        share = max(1, (os.cpu_count() or 1) // local)
+        torch.set_num_threads(threads or share)
+
+
+def _seed_everything(seed: int, deterministic: bool) -> None:
+    set_seed(seed)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, loader, accelerator: Accelerator, desc: str = "eval") -> tuple[np.ndarray, ...]:
+    """Scores (logits), labels and dataset indices of every sample in ``loader``, gathered over processes."""
+    model.eval()
+    scores, labels, indices = [], [], []
+    for batch in tqdm(loader, desc=desc, leave=False, disable=not accelerator.is_local_main_process):
+        with accelerator.autocast():
+            logits = model(batch["skeleton"])
+        logits, label, index = accelerator.gather_for_metrics((logits.float(), batch["label"], batch["index"]))
+        scores.append(logits.cpu().numpy())
+        labels.append(label.cpu().numpy())
+        indices.append(index.cpu().numpy())
+    return np.concatenate(scores), np.concatenate(labels), np.concatenate(indices)
+
+
+def _save_state(accelerator: Accelerator, run_dir: Path) -> None:
+    """Replace ``run_dir/state`` atomically with the current training state."""
+    tmp, final, old = run_dir / "state.tmp", run_dir / "state", run_dir / "state.old"
+    if accelerator.is_main_process and tmp.exists():
+        shutil.rmtree(tmp)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(tmp), safe_serialization=True)
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        if final.exists():
+            os.replace(final, old)
+        os.replace(tmp, final)
+        if old.exists():
+            shutil.rmtree(old)
+    accelerator.wait_for_everyone()
+
+
+def _plot_history(history: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [h["epoch"] for h in history]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.5))
+    a.plot(epochs, [h["train_loss"] for h in history], label="train loss")
+    a.set_xlabel("epoch")
+    a.legend()
+    val = [(h["epoch"], h["val_top1"]) for h in history if h.get("val_top1") is not None]
+    if val:
+        b.plot(*zip(*val), marker="o", label="val top-1")
+    b.plot(epochs, [h["train_top1"] for h in history], label="train top-1")
+    b.set_xlabel("epoch")
+    b.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def train(cfg: TrainConfig, resume: str | Path | None = None) -> dict:
+    """Train, select the best epoch on validation, evaluate it once on test; returns the final metrics."""
+    run_dir = Path(resume) if resume else resolve_run_dir(cfg)
+    if resume and not (run_dir / "state").is_dir():
+        raise FileNotFoundError(f"nothing to resume in {run_dir}: no state/ directory")
+    PartialState().wait_for_everyone()  # every process has chosen the same run directory before any creates it
+    accelerator = Accelerator(mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum,
+                              log_with="tensorboard", project_dir=str(run_dir))
+    if accelerator.is_main_process:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.yaml").write_text(to_yaml(cfg))
+    _seed_everything(cfg.seed, cfg.deterministic)
+    _set_cpu_threads(accelerator, cfg.cpu_threads)
+
+    with accelerator.main_process_first():
+        data = PreparedData(resolve_data_root(cfg.data))
+    ensure_teacher_cache(cfg, data, accelerator)
+    train_set = build_dataset(data, cfg.data, "train", train=True, seed=cfg.seed)
+    val_set = build_dataset(data, cfg.data, "val", train=False)
+    layout, num_person = model_input(data, cfg.data)
+    backbone = create_model(cfg.model.name, num_classes=data.num_classes, layout=layout,
+                            in_channels=data.info.channels, num_person=num_person, **cfg.model.args)
+    if cfg.model.init:
+        init_from_checkpoint(backbone, cfg.model.init, cfg.data.stream)
+    colearner, train_set = build_colearner(cfg.colearn, backbone, data, train_set)
+    if getattr(train_set, "missing", None):
+        accelerator.print(f"{len(train_set.missing)} training samples have no teacher features; they train without "
+                          f"the teacher losses (colearn.teacher.missing=skip)")
+    module = TrainModule(backbone, colearner, label_smoothing=cfg.optim.label_smoothing)
+    optimizer = torch.optim.SGD(module.parameters(), lr=cfg.optim.lr, momentum=cfg.optim.momentum,
+                                nesterov=cfg.optim.nesterov, weight_decay=cfg.optim.weight_decay)
+    train_loader = build_loader(train_set, cfg.data.batch_size, cfg.data.num_workers, shuffle_seed=cfg.seed)
+    val_loader = build_loader(val_set, cfg.data.eval_batch_size, cfg.data.num_workers)
+    module, optimizer, train_loader, val_loader = accelerator.prepare(module, optimizer, train_loader, val_loader)
+    state = TrainerState()
+    accelerator.register_for_checkpointing(state)
+    if resume:
+        accelerator.load_state(str(run_dir / "state"))
+        accelerator.print(f"resumed {run_dir} after epoch {state.epoch}")
+    accelerator.init_trackers("tensorboard")
+    unwrapped = accelerator.unwrap_model(module)
+    deployable = unwrapped.deployable()
+    accelerator.print(f"run {run_dir}: {len(train_set)} train / {len(val_set)} val samples, "
+                      f"{sum(p.numel() for p in deployable.parameters()):,} deployable parameters, "
+                      f"{accelerator.num_processes} process(es) on {accelerator.device}")
+    info = CheckpointInfo(model=deployable.registry_name, model_args=dict(deployable.registry_args),
+                          class_names=data.class_names, layout=layout, in_channels=data.info.channels,
+                          num_person=num_person, stream=cfg.data.stream, window=cfg.data.window,
+                          config_yaml=to_yaml(cfg), extra={})
+    t_start = time.time()
+    for epoch in range(state.epoch + 1, cfg.optim.epochs):
+        lr = learning_rate(cfg.optim, epoch)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        train_set.set_epoch(epoch)
+        train_loader.set_epoch(epoch)
+        module.train()
+        total_loss, correct, seen = 0.0, 0, 0
+        bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{cfg.optim.epochs}", leave=False,
+                   disable=not accelerator.is_local_main_process)
+        for batch in bar:
+            with accelerator.accumulate(module):
+                out = module(batch)
+                accelerator.backward(out["loss"])
+                optimizer.step()
+                optimizer.zero_grad()
+            state.global_step += 1
+            n = batch["label"].shape[0]
+            total_loss += out["loss"].item() * n
+            correct += (out["logits"].argmax(1) == batch["label"]).sum().item()
+            seen += n
+            if state.global_step % cfg.log_every == 0:
+                accelerator.log({"train/loss": out["loss"].item(), "train/lr": lr,
+                                 **{f"train/{k}": v.item() for k, v in out["losses"].items()}},
+                                step=state.global_step)
+            bar.set_postfix(loss=f"{total_loss / seen:.3f}", lr=f"{lr:.3g}")
+        record = {"epoch": epoch + 1, "lr": lr, "train_loss": total_loss / max(seen, 1),
+                  "train_top1": correct / max(seen, 1), "val_top1": None}
+        if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.optim.epochs:
+            scores, labels, _ = predict(deployable, val_loader, accelerator, desc="val")
+            record["val_top1"] = float((scores.argmax(1) == labels).mean())
+            accelerator.log({"val/top1": record["val_top1"]}, step=state.global_step)
+            if record["val_top1"] > state.best_val_top1:
+                state.best_val_top1, state.best_epoch = record["val_top1"], epoch + 1
+                if accelerator.is_main_process:
+                    save_checkpoint(run_dir / "best.safetensors", deployable,
+                                    _with_epoch(info, epoch + 1, record["val_top1"]))
+                    if unwrapped.colearner is not None:
+                        save_heads(run_dir / "best_heads.safetensors", unwrapped.colearner,
+                                   _with_epoch(info, epoch + 1, record["val_top1"]))
+        state.history.append(record)
+        state.epoch = epoch
+        if accelerator.is_main_process:
+            save_checkpoint(run_dir / "last.safetensors", deployable,
+                            _with_epoch(info, epoch + 1, record["val_top1"]))
+        _save_state(accelerator, run_dir)
+        val_text = f", val top-1 {100 * record['val_top1']:.2f}%" if record["val_top1"] is not None else ""
+        accelerator.print(f"epoch {epoch + 1}/{cfg.optim.epochs}: loss {record['train_loss']:.4f}, "
+                          f"train top-1 {100 * record['train_top1']:.2f}%{val_text}, lr {lr:.4g}")
+    train_time = time.time() - t_start
+    metrics = _final_evaluation(cfg, data, accelerator, run_dir, state, train_time)
+    accelerator.end_training()
+    return metrics
+
+
+def _with_epoch(info: CheckpointInfo, epoch: int, val_top1: float | None) -> CheckpointInfo:
+    return CheckpointInfo(**{**asdict(info), "extra": {"epoch": epoch, "val_top1": val_top1}})
+
+
+def _final_evaluation(cfg: TrainConfig, data: PreparedData, accelerator: Accelerator, run_dir: Path,
+                      state: TrainerState, train_time: float) -> dict:
+    """Load the validation-selected model and evaluate it on val (for ensembles) and, once, on test."""
+    from mmcl.engine.checkpoint import load_checkpoint
+
+    accelerator.wait_for_everyone()
+    model, _ = load_checkpoint(run_dir / "best.safetensors")
+    model = accelerator.prepare_model(model, evaluation_mode=True)
+    results = {}
+    for split in ("val", "test"):
+        loader = accelerator.prepare_data_loader(
+            build_loader(build_dataset(data, cfg.data, split, train=False), cfg.data.eval_batch_size,
+                         cfg.data.num_workers))
+        scores, labels, indices = predict(model, loader, accelerator, desc=split)
+        results[split] = (scores, labels, indices)
+    metrics = {}
+    if accelerator.is_main_process:
+        for split, (scores, labels, indices) in results.items():
+            save_scores(run_dir / f"{split}_scores.npz", [data.names[i] for i in indices], labels, scores,
+                        data.class_names)
+        scores, labels, _ = results["test"]
+        report = classification_report(scores, labels, data.class_names)
+        val_scores, val_labels, _ = results["val"]
+        metrics = write_report(run_dir, "", report, data.class_names, extra={
+            "split": "test", "selected_on": "val", "best_epoch": state.best_epoch,
+            "val_top1": float((val_scores.argmax(1) == val_labels).mean()), "epochs": cfg.optim.epochs,
+            "train_time_s": round(train_time, 1), "dataset": str(data.root), "stream": cfg.data.stream,
+            "model": cfg.model.name})
+        write_json(run_dir / "history.json", {"history": state.history})
+        _plot_history(state.history, run_dir / "curves.png")
+        print(f"\n{run_dir}: best epoch {state.best_epoch} (val top-1 {100 * state.best_val_top1:.2f}%)\n"
+              f"test top-1 {100 * report.top1:.2f}%  top-5 {100 * report.top5:.2f}%  "
+              f"mean class {100 * report.mean_class_accuracy:.2f}%  ({report.num_samples} test samples)")
+    return metrics
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", default=None,
+                        help=f"YAML config (default: configs/{DEFAULT_CONFIG}, the built-in synthetic demo)")
+    parser.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue a run from its state/")
+    parser.add_argument("overrides", nargs="*", help="dotted.key=value overrides, e.g. optim.lr=0.05")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.resume:
+        config = args.config or Path(args.resume) / "config.yaml"
+    else:
+        config = args.config or configs_dir() / DEFAULT_CONFIG
+    train(load_config(config, args.overrides), resume=args.resume)
+    return 0

@@ -1,0 +1,161 @@
+"""Training end to end on a small synthetic set: outputs, loss, exact resume, eval / predict / ensemble commands."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from safetensors.torch import load_file
+
+from mmcl.cli import main
+from mmcl.config import ConfigError, load_config
+from mmcl.engine import trainer
+from mmcl.engine.checkpoint import read_checkpoint_info
+from mmcl.engine.ensemble import search_weights
+from mmcl.engine.metrics import load_scores, save_scores
+from mmcl.engine.trainer import learning_rate, train
+
+
+def small_config(prepared: Path, out: Path, *extra: str):
+    return load_config(None, [f"data.root={prepared}", "data.window=16", "data.batch_size=8",
+                              "data.eval_batch_size=16", "data.num_workers=0", "optim.epochs=3",
+                              "optim.warmup_epochs=1", "optim.lr=0.05", "optim.scheduler=cosine", "log_every=1",
+                              f"output_dir={out}", "name=small", *extra])
+
+
+@pytest.fixture(scope="module")
+def finished_run(small_prepared, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("runs")
+    train(small_config(small_prepared, out))
+    return out / "small"
+
+
+def test_a_run_writes_its_outputs_and_lowers_the_loss(finished_run: Path):
+    for f in ("config.yaml", "best.safetensors", "last.safetensors", "metrics.json", "confusion.png",
+              "test_scores.npz", "val_scores.npz", "history.json", "curves.png"):
+        assert (finished_run / f).is_file(), f
+    assert any((finished_run / "tensorboard").rglob("events.out.tfevents.*"))
+    history = json.loads((finished_run / "history.json").read_text())["history"]
+    assert len(history) == 3 and history[-1]["train_loss"] < history[0]["train_loss"]
+    metrics = json.loads((finished_run / "metrics.json").read_text())
+    assert metrics["selected_on"] == "val" and metrics["split"] == "test"
+    assert 1 <= metrics["best_epoch"] <= 3
+    assert metrics["best_epoch"] == max(history, key=lambda h: h["val_top1"])["epoch"]
+    scores = load_scores(finished_run / "test_scores.npz")
+    assert metrics["top1"] == pytest.approx(float((scores.scores.argmax(1) == scores.labels).mean()))
+    assert set(metrics) >= {"top1", "top5", "mean_class_accuracy", "per_class_accuracy"}
+    info = read_checkpoint_info(finished_run / "best.safetensors")
+    assert info.extra["epoch"] == metrics["best_epoch"] and info.num_classes == 16 and info.window == 16
+
+
+def test_resume_continues_bit_for_bit(small_prepared, tmp_path, monkeypatch):
+    straight = tmp_path / "straight"
+    train(small_config(small_prepared, straight, "optim.epochs=2"))
+
+    save_state = trainer._save_state
+    calls = []
+
+    def save_then_die(accelerator, run_dir):
+        save_state(accelerator, run_dir)
+        calls.append(run_dir)
+        raise KeyboardInterrupt("simulated kill after epoch 1")
+
+    monkeypatch.setattr(trainer, "_save_state", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        train(small_config(small_prepared, tmp_path / "killed", "optim.epochs=2"))
+    monkeypatch.setattr(trainer, "_save_state", save_state)
+    run_dir = tmp_path / "killed" / "small"
+    assert not (run_dir / "metrics.json").exists() and len(calls) == 1
+    assert main(["train", "--resume", str(run_dir)]) == 0
+
+    a, b = load_file(straight / "small" / "last.safetensors"), load_file(run_dir / "last.safetensors")
+    assert a.keys() == b.keys()
+    for k in a:
+        assert np.array_equal(a[k].numpy(), b[k].numpy()), k
+    ha = json.loads((straight / "small" / "history.json").read_text())["history"]
+    hb = json.loads((run_dir / "history.json").read_text())["history"]
+    assert ha == hb
+
+
+def test_a_second_run_gets_its_own_directory(small_prepared, tmp_path):
+    cfg = small_config(small_prepared, tmp_path, "optim.epochs=1")
+    (tmp_path / "small").mkdir()
+    assert trainer.resolve_run_dir(cfg) == tmp_path / "small-1"
+
+
+def test_eval_and_predict_use_the_checkpoint_alone(finished_run: Path, small_prepared, tmp_path, capsys):
+    out = tmp_path / "eval"
+    assert main(["eval", "--checkpoint", str(finished_run / "best.safetensors"), "--data", str(small_prepared),
+                 "--split", "test", "--out", str(out), "--workers", "0"]) == 0
+    metrics = json.loads((out / "test_metrics.json").read_text())
+    assert metrics["top1"] == pytest.approx(json.loads((finished_run / "metrics.json").read_text())["top1"])
+    assert (out / "test_confusion.png").is_file()
+
+    from mmcl.data.prepared import PreparedData
+
+    data = PreparedData(small_prepared)
+    i = int(data.split("test")[0])
+    sample = tmp_path / "sample.npy"
+    np.save(sample, data.joints(i))
+    capsys.readouterr()
+    assert main(["predict", "--checkpoint", str(finished_run / "best.safetensors"), str(sample)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 5 and all(any(c in line for c in data.class_names) for line in lines)
+    probs = [float(line.split()[-1].rstrip("%")) for line in lines]
+    assert probs == sorted(probs, reverse=True) and sum(probs) <= 100.01
+
+
+def test_eval_refuses_a_dataset_of_another_label_space(finished_run: Path, tmp_path):
+    from mmcl.data.prepared import PreparedInfo, write_prepared
+
+    other = write_prepared(tmp_path / "other", PreparedInfo("x", "ntu25", 2, ["a", "b"]),
+                           [("s0", 0, np.ones((5, 2, 25, 3), np.float32))], {"train": [], "val": [], "test": [0]})
+    with pytest.raises(ValueError, match="2 classes"):
+        main(["eval", "--checkpoint", str(finished_run / "best.safetensors"), "--data", str(other)])
+
+
+def test_ensemble_weights_never_read_test_labels(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    classes = [f"c{i}" for i in range(4)]
+    val_labels, test_labels = rng.integers(0, 4, 60), rng.integers(0, 4, 50)
+    runs = []
+    for k, noise in enumerate((0.5, 2.0)):
+        run = tmp_path / f"stream{k}"
+        run.mkdir()
+        for split, labels in (("val", val_labels), ("test", test_labels)):
+            scores = np.eye(4)[labels] + noise * rng.normal(size=(len(labels), 4))
+            save_scores(run / f"{split}_scores.npz", [f"{split}{i}" for i in range(len(labels))], labels, scores,
+                        classes)
+        runs.append(run)
+    val = [load_scores(r / "val_scores.npz") for r in runs]
+    weights = search_weights([v.scores for v in val], val_labels)
+    assert weights[0] > weights[1] and weights.sum() == pytest.approx(1)
+    # Scramble the test labels: the chosen weights must not move.
+    for run in runs:
+        t = load_scores(run / "test_scores.npz")
+        save_scores(run / "test_scores.npz", t.names, rng.permutation(t.labels), t.scores, classes)
+    assert main(["ensemble", *map(str, runs), "--out", str(tmp_path / "ens")]) == 0
+    result = json.loads((tmp_path / "ens" / "ensemble.json").read_text())
+    assert [s["weight"] for s in result["streams"]] == pytest.approx(weights.tolist())
+    assert result["weights_from"] == "validation search"
+    assert "fusion" in capsys.readouterr().out
+
+
+def test_learning_rate_schedule_matches_ctrgcn():
+    cfg = load_config(None, []).optim  # lr 0.1, warm-up 5, x0.1 at 35 and 55
+    assert [learning_rate(cfg, e) for e in (0, 4)] == pytest.approx([0.02, 0.1])
+    assert [learning_rate(cfg, e) for e in (5, 34, 35, 54, 55, 64)] == pytest.approx(
+        [0.1, 0.1, 0.01, 0.01, 0.001, 0.001])
+
+
+def test_config_errors_name_the_key_and_path(tmp_path):
+    with pytest.raises(ConfigError, match="did you mean 'optim.lr'"):
+        load_config(None, ["optim.lrr=0.1"])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("data:\n  windw: 32\n")
+    with pytest.raises(ConfigError, match=r"data\.windw.*bad\.yaml.*data\.window"):
+        load_config(bad)
+    with pytest.raises(Exception, match=str(tmp_path / "nowhere")):
+        train(load_config(None, [f"data.root={tmp_path / 'nowhere'}", f"output_dir={tmp_path}"]))
