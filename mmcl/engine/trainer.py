@@ -28,14 +28,14 @@ from pathlib import Path
 import numpy as np
 import torch
 from accelerate import Accelerator, PartialState
+from accelerate.state import AcceleratorState
 from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
 from mmcl.colearn import build_colearner
 from mmcl.config import OptimConfig, TrainConfig, load_config, to_yaml
 from mmcl.data.prepared import PreparedData
-from mmcl.engine.checkpoint import CheckpointInfo, save_checkpoint, save_heads
-from mmcl.engine.checkpoint import init_from_checkpoint
+from mmcl.engine.checkpoint import CheckpointInfo, init_from_checkpoint, save_checkpoint, save_heads
 from mmcl.engine.data import build_dataset, build_loader, ensure_teacher_cache, model_input, resolve_data_root
 from mmcl.engine.metrics import classification_report, save_scores, write_json, write_report
 from mmcl.engine.module import TrainModule
@@ -162,6 +162,9 @@ def train(cfg: TrainConfig, resume: str | Path | None = None) -> dict:
     if resume and not (run_dir / "state").is_dir():
         raise FileNotFoundError(f"nothing to resume in {run_dir}: no state/ directory")
     PartialState().wait_for_everyone()  # every process has chosen the same run directory before any creates it
+    # One run, one precision: forget the previous run's in this process (a notebook, `mmcl ablate`); the
+    # distributed set-up (PartialState) is kept.
+    AcceleratorState._reset_state()
     accelerator = Accelerator(mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum,
                               log_with="tensorboard", project_dir=str(run_dir))
     if accelerator.is_main_process:

@@ -37,23 +37,24 @@ class TargetDataset:
 
     Attributes:
         name: the name on the command line.
-        prepared_name: ``PreparedInfo.dataset`` of its prepared form.
+        layout: the joint layout of its prepared form (the dataset's name in the metadata is free: a UTD-style set
+            prepared under another name, e.g. the synthetic one, is a valid target; its sample names are checked).
         action_pattern: matches a sample name; group ``action`` is the class's action number.
         default_mapping: the label mapping used without ``--mapping`` (a file in ``configs/zeroshot/``).
         prepare: (raw directory, out) -> prepared directory.
     """
 
     name: str
-    prepared_name: str
+    layout: str
     action_pattern: re.Pattern
     default_mapping: str
     prepare: Callable[[Path, Path], Path]
 
 
 TARGETS: dict[str, TargetDataset] = {
-    "utd-mhad": TargetDataset("utd-mhad", "utd_mhad", re.compile(r"^a(?P<action>\d+)_s\d+_t\d+$"),
+    "utd-mhad": TargetDataset("utd-mhad", "kinect_v1_20", re.compile(r"^a(?P<action>\d+)_s\d+_t\d+$"),
                               "utd_mhad_ntu120.yaml", _prepare_utd),
-    "sysu": TargetDataset("sysu", "sysu", re.compile(r"^S\d{2}_A(?P<action>\d{2})_V\d{2}$"), "sysu_ntu120.yaml",
+    "sysu": TargetDataset("sysu", "kinect_v1_20", re.compile(r"^S\d{2}_A(?P<action>\d{2})_V\d{2}$"), "sysu_ntu120.yaml",
                           _prepare_sysu),
 }
 
@@ -88,8 +89,9 @@ def open_target_data(target: TargetDataset, data: str | Path, out: str | Path) -
             note = f"raw data {data}, prepared into {path}"
     else:
         raise FileNotFoundError(f"target data not found: {data}")
-    if prepared.info.dataset != target.prepared_name:
-        raise ValueError(f"{prepared.root} holds the {prepared.info.dataset!r} dataset, not {target.name}")
+    if prepared.info.layout != target.layout:
+        raise ValueError(f"{prepared.root} holds {prepared.info.layout!r} skeletons ({prepared.info.dataset}), not "
+                         f"{target.name}'s {target.layout!r}")
     return prepared, note
 
 

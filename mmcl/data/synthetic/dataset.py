@@ -47,7 +47,7 @@ from mmcl.data.synthetic.render import (Appearance, object_pose, render_clip, ro
 from mmcl.data.synthetic.scene import CameraView, Clip, capture, perform, rng_for
 from mmcl.data.synthetic.writer import write_skeleton_file, write_text_atomic, write_utd_skeleton
 
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 6
 # Horizontal angle (degrees) of cameras 1-3 around the performer, as NTU's three Kinects (0, -45, +45 degrees).
 CAMERA_ANGLES = {1: 0.0, 2: -45.0, 3: 45.0}
 # Which way the performer faces in replications 1 and 2 (degrees; later replications draw from [-40, 40]).
@@ -69,9 +69,9 @@ class SynthConfig:
     """
 
     seed: int = 0
-    subjects: int = 8
-    cameras: int = 3
-    replications: int = 2
+    subjects: int = 20  # many performers, two cameras, one take each: a model sees more people than repeats
+    cameras: int = 2
+    replications: int = 1
     classes: int = len(SOURCE_CLASSES)
     subjects_per_setup: int = 2
     video: bool = True
