@@ -48,6 +48,8 @@ def test_a_run_writes_its_outputs_and_lowers_the_loss(finished_run: Path):
     assert set(metrics) >= {"top1", "top5", "mean_class_accuracy", "per_class_accuracy"}
     info = read_checkpoint_info(finished_run / "best.safetensors")
     assert info.extra["epoch"] == metrics["best_epoch"] and info.num_classes == 16 and info.window == 16
+    for f in ("best.safetensors", "last.safetensors"):  # written through a temporary file, yet as readable as the rest
+        assert (finished_run / f).stat().st_mode & 0o777 == (finished_run / "metrics.json").stat().st_mode & 0o777
 
 
 def test_resume_continues_bit_for_bit(small_prepared, tmp_path, monkeypatch):

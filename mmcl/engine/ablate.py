@@ -21,6 +21,7 @@ import numpy as np
 import yaml
 
 from mmcl.config import load_config
+from mmcl.data.prepared import atomic_write_text
 from mmcl.engine.metrics import write_json
 from mmcl.paths import configs_dir
 
@@ -52,12 +53,13 @@ def load_plan(path: str | Path) -> AblationPlan:
 
 
 def summarise(results: dict[str, list[dict]], focus: list[str]) -> list[dict]:
-    """Per variant: mean and std of test top-1 over seeds, and the mean per-class accuracy of the focus classes."""
+    """Per variant: mean and std of test top-1 over seeds (std None for one seed), and the mean per-class accuracy of
+    the focus classes."""
     rows = []
     for variant, runs in results.items():
         top1 = np.array([r["top1"] for r in runs])
         row = {"variant": variant, "seeds": len(runs), "top1_mean": float(top1.mean()),
-               "top1_std": float(top1.std(ddof=1)) if len(runs) > 1 else 0.0,
+               "top1_std": float(top1.std(ddof=1)) if len(runs) > 1 else None,
                "val_top1_mean": float(np.mean([r["val_top1"] for r in runs])),
                "focus": {c: float(np.mean([r["per_class_accuracy"][c] for r in runs])) for c in focus}}
         rows.append(row)
@@ -69,7 +71,8 @@ def markdown_table(rows: list[dict], focus: list[str]) -> str:
     sep = "|---|---:|---:|---:|" + "---:|" * len(focus)
     lines = [head, sep]
     for r in rows:
-        lines.append(f"| {r['variant']} | {r['seeds']} | {100 * r['top1_mean']:.2f} ± {100 * r['top1_std']:.2f} | "
+        spread = "" if r["top1_std"] is None else f" ± {100 * r['top1_std']:.2f}"
+        lines.append(f"| {r['variant']} | {r['seeds']} | {100 * r['top1_mean']:.2f}{spread} | "
                      f"{100 * r['val_top1_mean']:.2f} |" + "".join(f" {100 * r['focus'][c]:.1f} |" for c in focus))
     return "\n".join(lines) + "\n"
 
@@ -82,11 +85,11 @@ def plot(rows: list[dict], path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(1.4 * len(rows) + 2, 3.5))
     x = np.arange(len(rows))
-    ax.bar(x, [100 * r["top1_mean"] for r in rows], yerr=[100 * r["top1_std"] for r in rows], capsize=4,
-           color="tab:blue")
+    std = [100 * (r["top1_std"] or 0.0) for r in rows]
+    ax.bar(x, [100 * r["top1_mean"] for r in rows], yerr=std, capsize=4, color="tab:blue")
     ax.set_xticks(x, [r["variant"] for r in rows], rotation=20)
     ax.set_ylabel("test top-1 (%)")
-    low = min(100 * (r["top1_mean"] - r["top1_std"]) for r in rows)
+    low = min(100 * r["top1_mean"] - s for r, s in zip(rows, std))
     ax.set_ylim(max(0, low - 5), 100)
     ax.set_title("ablation (mean ± std over seeds, best epoch on validation)")
     fig.tight_layout()
@@ -119,7 +122,7 @@ def run_ablation(plan: AblationPlan, variants: list[str] | None = None, seeds: l
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "ablation.json", {"base": plan.base, "variants": {v: plan.variants[v] for v in variants},
                                        "seeds": seeds or plan.seeds, "rows": rows})
-    (out / "ablation.md").write_text(markdown_table(rows, plan.focus_classes))
+    atomic_write_text(out / "ablation.md", markdown_table(rows, plan.focus_classes))
     plot(rows, out / "ablation.png")
     print(markdown_table(rows, plan.focus_classes))
     return rows

@@ -66,8 +66,15 @@ def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, info: Check
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     save_file(tensors, str(tmp), metadata=metadata)
+    os.chmod(tmp, 0o666 & ~_umask())  # safetensors creates the file private; a checkpoint is shared like any output
     os.replace(tmp, path)
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def save_heads(path: str | os.PathLike, colearner: torch.nn.Module, info: CheckpointInfo) -> Path:

@@ -1,0 +1,62 @@
+"""`mmcl ablate`: plans, reading finished runs back instead of retraining, the summary table and plot."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import mmcl.engine.trainer
+from mmcl.engine.ablate import load_plan, run_ablation
+from mmcl.paths import configs_dir
+
+FOCUS = ["read a book", "use a tablet"]
+
+
+def write_plan(tmp_path: Path) -> Path:
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(f"base: {configs_dir() / 'synthetic' / 'ctrgcn_joint.yaml'}\nseeds: [1, 2]\n"
+                    f"focus_classes: {json.dumps(FOCUS)}\n"
+                    "variants:\n  baseline: []\n  frm: [colearn.teacher.config=tiny, colearn.frm.enabled=true]\n")
+    return plan
+
+
+def finished_run(out: Path, name: str, top1: float, book: float) -> None:
+    (out / name).mkdir(parents=True)
+    (out / name / "metrics.json").write_text(json.dumps({
+        "top1": top1, "val_top1": top1 + 0.01, "per_class_accuracy": {"read a book": book, "use a tablet": 0.5}}))
+
+
+def test_finished_runs_are_read_back_and_summarised(tmp_path, monkeypatch):
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished run was trained again")
+
+    monkeypatch.setattr(mmcl.engine.trainer, "train", no_training)
+    out = tmp_path / "out"
+    finished_run(out, "baseline-seed1", 0.80, 0.2)
+    finished_run(out, "baseline-seed2", 0.90, 0.4)
+    finished_run(out, "frm-seed1", 0.85, 1.0)
+    rows = run_ablation(load_plan(write_plan(tmp_path)), seeds=[1, 2], variants=["baseline"], out=out)
+    assert rows[0]["top1_mean"] == pytest.approx(0.85) and rows[0]["top1_std"] == pytest.approx(0.0707107, rel=1e-5)
+    assert rows[0]["focus"]["read a book"] == pytest.approx(0.3)
+    rows = run_ablation(load_plan(write_plan(tmp_path)), seeds=[1], out=out)
+    assert [r["variant"] for r in rows] == ["baseline", "frm"] and rows[1]["top1_std"] is None
+    table = (out / "ablation.md").read_text().splitlines()
+    assert table[0] == "| variant | seeds | test top-1 (%) | val top-1 (%) | read a book | use a tablet |"
+    assert table[2] == "| baseline | 1 | 80.00 | 81.00 | 20.0 | 50.0 |"  # one seed: no spread is claimed
+    assert table[3] == "| frm | 1 | 85.00 | 86.00 | 100.0 | 50.0 |"
+    assert (out / "ablation.png").stat().st_size > 0
+    assert json.loads((out / "ablation.json").read_text())["seeds"] == [1]
+
+
+def test_plan_errors_name_the_file_and_key(tmp_path):
+    plan = write_plan(tmp_path)
+    with pytest.raises(ValueError, match=r"unknown variants \['fam'\]"):
+        run_ablation(load_plan(plan), variants=["fam"], out=tmp_path / "out")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("base: x.yaml\nseeds: [1]\nvariants: {}\nfocus: []\n")
+    with pytest.raises(ValueError, match=rf"{bad}: unknown keys \['focus'\]"):
+        load_plan(bad)
+    with pytest.raises(FileNotFoundError, match="ablation plan not found"):
+        load_plan(tmp_path / "missing.yaml")
