@@ -36,6 +36,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from tqdm import tqdm
 
 from mmcl.data.layouts import get_layout
+from mmcl.data.prepared import atomic_write_text
 from mmcl.models import create_model
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -355,13 +356,6 @@ def markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def main(argv: list[str] | None = None) -> int:
     default_out = Path(__file__).resolve().parent / "results" / "ctrgcn_speed.json"
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -378,9 +372,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.reps < 1 or args.threads < 1:
         parser.error("--reps and --threads must be >= 1")
     report = run(args)
-    _write_atomic(args.out, json.dumps(report, indent=2) + "\n")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(args.out, json.dumps(report, indent=2) + "\n")
     md = markdown(report)
-    _write_atomic(args.out.with_suffix(".md"), md)
+    atomic_write_text(args.out.with_suffix(".md"), md)
     print(md)
     print(f"wrote {args.out} and {args.out.with_suffix('.md')}")
     return 0
