@@ -36,7 +36,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from tqdm import tqdm
 
 from mmcl.data.layouts import get_layout
-from mmcl.data.prepared import atomic_write_text
+from mmcl.io import atomic_write_text
 from mmcl.models import create_model
 
 # ---------------------------------------------------------------------------------------------------------------

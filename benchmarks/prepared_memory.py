@@ -18,7 +18,6 @@ figures go to a JSON report (``--report``, default ``<out>.json`` beside the dat
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import resource
 import shutil
@@ -36,6 +35,7 @@ from tqdm import tqdm
 
 from mmcl.data.dataset import SkeletonDataset
 from mmcl.data.prepared import PreparedData, PreparedDataError, PreparedInfo, PreparedWriter
+from mmcl.io import write_json
 
 NTU120_SAMPLES = 113_945
 FRAME_SHAPE = (2, 25, 3)
@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": {"python": platform.python_version(), "torch": torch.__version__, "cpus": psutil.cpu_count(),
                     "memory_bytes": psutil.virtual_memory().total},
     }
-    report_path.write_text(json.dumps(report, indent=1))
+    write_json(report_path, report)
     print(f"dataset: {len(data)} samples, {report['dataset_bytes'] / 1e9:.1f} GB at {out}")
     print(f"in-process pass: {single['samples_per_s']} samples/s, peak RSS {single['peak_rss_bytes'] / 2**20:.0f} MiB")
     print(f"DataLoader pass ({args.workers} workers): {loader['samples_per_s']} samples/s, peak RSS (main + workers) "

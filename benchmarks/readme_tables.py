@@ -17,6 +17,8 @@ import re
 import sys
 from pathlib import Path
 
+from mmcl.io import atomic_write_text
+
 ROOT = Path(__file__).resolve().parent.parent
 BLOCK = re.compile(r"(<!-- results: (?P<src>[^\s]+) -->\n)(?P<body>.*?)(<!-- /results -->)", re.S)
 
@@ -58,9 +60,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{args.readme}: the block of {src} differs from the file; run python benchmarks/readme_tables.py")
         return 1 if changed else 0
     if changed:
-        tmp = args.readme.with_name(args.readme.name + ".tmp")
-        tmp.write_text(new)
-        tmp.replace(args.readme)
+        atomic_write_text(args.readme, new)
         print(f"updated {len(changed)} block(s): {', '.join(changed)}")
     return 0
 

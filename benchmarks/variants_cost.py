@@ -32,7 +32,7 @@ from tqdm import tqdm
 from mmcl.colearn.config import DeformableConfig, MMixerConfig
 from mmcl.colearn.crossmodal import architecture
 from mmcl.config import load_config
-from mmcl.data.prepared import atomic_write_text
+from mmcl.io import atomic_write_text
 from mmcl.models import create_model
 from mmcl.paths import configs_dir
 

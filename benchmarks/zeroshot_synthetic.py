@@ -33,7 +33,7 @@ from mmcl.config import from_yaml
 from mmcl.data.prepared import PreparedData
 from mmcl.data.utd_mhad import prepare_utd_mhad
 from mmcl.engine.checkpoint import read_checkpoint_info
-from mmcl.engine.metrics import write_json
+from mmcl.io import atomic_write_text, write_json
 from mmcl.paths import configs_dir
 from mmcl.zeroshot import zeroshot
 from mmcl.zeroshot.heads import heads_path
@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
                "runs": [str(r) for r in args.runs], "rows": rows, "wall_s": round(time.perf_counter() - start, 1)}
     table = markdown(rows)
     write_json(args.out / "summary.json", summary)
-    (args.out / "summary.md").write_text(table + "\n")
+    atomic_write_text(args.out / "summary.md", table + "\n")
     print(table)
     print(json.dumps(summary, indent=1))
     return 0

@@ -36,7 +36,7 @@ from typing import Iterator
 
 import numpy as np
 
-from mmcl.data.prepared import atomic_write_text
+from mmcl.io import atomic_path, atomic_write_text
 from teachers.config import TeacherConfig, expand_prompts
 
 CACHE_FORMAT = 1
@@ -232,10 +232,8 @@ class CacheWriter:
 
         chunk_id = f"r{self.rank:03d}-c{self._next:05d}-{self.token}"
         if chunk.names:
-            tmp = self.chunks / f"{chunk_id}.safetensors.tmp"
-            save_file(chunk.tensors(), tmp)
-            _fsync(tmp)
-            os.replace(tmp, self.chunks / f"{chunk_id}.safetensors")
+            with atomic_path(self.chunks / f"{chunk_id}.safetensors") as tmp:
+                save_file(chunk.tensors(), tmp)
         record = {"id": chunk_id, "run": self.run_id, "rank": self.rank, "names": chunk.names,
                   "failed": chunk.failed, "uncropped": chunk.uncropped,
                   "short": [n for n, s in zip(chunk.names, chunk.short) if s], "timing": chunk.timing}
@@ -311,10 +309,8 @@ def write_class_embeddings(path: str | os.PathLike, names: list[str], name_embed
     if descriptions is not None:
         tensors["description_embeddings"] = np.asarray(description_embeddings, np.float32)
         meta["descriptions"] = json.dumps(descriptions)
-    tmp = Path(path) / "classes.safetensors.tmp"
-    save_file(tensors, tmp, metadata=meta)
-    _fsync(tmp)
-    os.replace(tmp, Path(path) / "classes.safetensors")
+    with atomic_path(Path(path) / "classes.safetensors") as tmp:
+        save_file(tensors, tmp, metadata=meta)
 
 
 def read_class_strings(path: str | os.PathLike) -> tuple[list[str], list[str] | None] | None:
@@ -331,11 +327,6 @@ def read_class_strings(path: str | os.PathLike) -> tuple[list[str], list[str] | 
 
 def write_manifest(path: str | os.PathLike, manifest: dict) -> None:
     atomic_write_text(Path(path) / "manifest.json", json.dumps(manifest, indent=1))
-
-
-def _fsync(path: Path) -> None:
-    with open(path, "rb") as fh:
-        os.fsync(fh.fileno())
 
 
 class TeacherCache:

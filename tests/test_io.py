@@ -8,7 +8,7 @@ import os
 import numpy as np
 import pytest
 
-from mmcl.io import atomic_path, atomic_write_text, write_json
+from mmcl.io import atomic_path, atomic_write_text, replace_dir, write_json
 
 
 def test_write_replaces_whole_and_leaves_no_temporary(tmp_path):
@@ -36,6 +36,18 @@ def test_atomic_path_with_suffix_for_numpy(tmp_path):
         np.savez(tmp, a=np.arange(3))
     assert np.load(path)["a"].tolist() == [0, 1, 2]
     assert oct(path.stat().st_mode & 0o777) == oct(0o666 & ~_umask())
+
+
+def test_replace_dir_swaps_whole_directories(tmp_path):
+    dst, new = tmp_path / "state", tmp_path / "state.tmp"
+    dst.mkdir()
+    (dst / "a").write_text("old")
+    new.mkdir()
+    (new / "b").write_text("new")
+    (tmp_path / "state.old").mkdir()  # left by a run killed between the two renames
+    assert replace_dir(new, dst) == dst
+    assert sorted(p.name for p in dst.iterdir()) == ["b"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state"]
 
 
 def _umask() -> int:

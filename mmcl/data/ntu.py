@@ -46,6 +46,7 @@ from tqdm import tqdm
 
 from mmcl.data.ntu_classes import MISSING_SKELETONS, NTU60_CLASSES, NTU120_CLASSES
 from mmcl.data.prepared import PreparedInfo, PreparedWriter
+from mmcl.io import atomic_write_text
 
 NUM_JOINTS = 25
 JOINT_COLUMNS = (
@@ -350,9 +351,7 @@ def write_skeleton_file(path: str | os.PathLike, frames: Sequence[Sequence[Body]
                 first = (k * NUM_JOINTS + j) * 11
                 out.append(" ".join(numbers[first:first + 11]) + f" {tracking[k][j]}")
             k += 1
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("\n".join(out) + "\n")
-    os.replace(tmp, path)
+    atomic_write_text(path, "\n".join(out) + "\n")
 
 
 # ----------------------------------------------------------------------------------------------------------------------

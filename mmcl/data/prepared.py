@@ -32,6 +32,7 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 
 from mmcl.data.layouts import Layout, get_layout
+from mmcl.io import atomic_write_text, replace_dir
 
 FORMAT_VERSION = 1
 SPLIT_NAMES = ("train", "val", "test")
@@ -129,7 +130,7 @@ class PreparedWriter:
                 self.names.append(row["name"])
                 self.labels.append(row["label"])
                 self.lengths.append(row["frames"])
-        journal.write_text("".join(line + "\n" for line in good))
+        atomic_write_text(journal, "".join(line + "\n" for line in good))
         frames = sum(self.lengths)
         m, v, c = self._frame_shape
         self._truncate("joints.f32", frames * m * v * c * 4)
@@ -230,13 +231,7 @@ class PreparedWriter:
             with open(f, "rb") as fh:
                 os.fsync(fh.fileno())
         atomic_write_text(p / "meta.json", json.dumps(asdict(self.info), indent=1))
-        old = self.out.with_name(self.out.name + ".old")
-        if self.out.exists():
-            os.replace(self.out, old)
-        os.replace(p, self.out)
-        if old.exists():
-            shutil.rmtree(old)
-        return self.out
+        return replace_dir(p, self.out)
 
 
 def check_splits(splits: Mapping[str, Sequence[int]], num_samples: int, where: str = "") -> None:
@@ -251,15 +246,6 @@ def check_splits(splits: Mapping[str, Sequence[int]], num_samples: int, where: s
             if int(i) in seen:
                 raise PreparedDataError(f"{where}: sample {i} is in both {seen[int(i)]!r} and {split!r}")
             seen[int(i)] = split
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 class PreparedData:

@@ -21,8 +21,7 @@ import numpy as np
 import yaml
 
 from mmcl.config import load_config
-from mmcl.data.prepared import atomic_write_text
-from mmcl.engine.metrics import write_json
+from mmcl.io import atomic_path, atomic_write_text, write_json
 from mmcl.paths import configs_dir
 
 
@@ -93,7 +92,8 @@ def plot(rows: list[dict], path: Path) -> None:
     ax.set_ylim(max(0, low - 5), 100)
     ax.set_title("ablation (mean ± std over seeds, best epoch on validation)")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=110)
     plt.close(fig)
 
 

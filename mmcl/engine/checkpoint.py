@@ -18,6 +18,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from mmcl.io import atomic_path
 from mmcl.models import create_model
 from mmcl.models.checkpoint import load_state_dict_flexible
 
@@ -63,18 +64,9 @@ def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, info: Check
         "config": info.config_yaml,
         "extra": json.dumps(info.extra),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata=metadata)
-    os.chmod(tmp, 0o666 & ~_umask())  # safetensors creates the file private; a checkpoint is shared like any output
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)
     return path
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def save_heads(path: str | os.PathLike, colearner: torch.nn.Module, info: CheckpointInfo) -> Path:

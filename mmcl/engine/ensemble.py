@@ -18,7 +18,8 @@ from typing import Sequence
 
 import numpy as np
 
-from mmcl.engine.metrics import Scores, classification_report, load_scores, save_scores, topk_accuracy, write_json
+from mmcl.engine.metrics import Scores, classification_report, load_scores, save_scores, topk_accuracy
+from mmcl.io import write_json
 
 
 def simplex_grid(num_streams: int, step: float) -> np.ndarray:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+
+from mmcl.io import atomic_path, write_json
 
 
 def topk_accuracy(scores: np.ndarray, labels: np.ndarray, k: int = 1) -> float:
@@ -82,7 +83,8 @@ def plot_confusion(cm: np.ndarray, class_names: Sequence[str], path: str | os.Pa
     ax.set_title(title)
     fig.tight_layout()
     path = Path(path)
-    fig.savefig(path, dpi=120)
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=120)
     plt.close(fig)
     return path
 
@@ -91,10 +93,9 @@ def save_scores(path: str | os.PathLike, names: Sequence[str], labels: np.ndarra
                 class_names: Sequence[str]) -> Path:
     """Per-sample scores (logits) with names, labels and class names, as ``.npz``."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, names=np.asarray(names), labels=np.asarray(labels, dtype=np.int64),
-             scores=np.asarray(scores, dtype=np.float32), class_names=np.asarray(class_names))
-    os.replace(tmp, path)
+    with atomic_path(path, suffix=".npz") as tmp:
+        np.savez(tmp, names=np.asarray(names), labels=np.asarray(labels, dtype=np.int64),
+                 scores=np.asarray(scores, dtype=np.float32), class_names=np.asarray(class_names))
     return path
 
 
@@ -116,15 +117,6 @@ def load_scores(path: str | os.PathLike) -> Scores:
         if missing:
             raise ValueError(f"{path} is not an mmcl scores file: missing {sorted(missing)}")
         return Scores(list(f["names"]), f["labels"], f["scores"], list(f["class_names"]))
-
-
-def write_json(path: str | os.PathLike, obj: dict) -> Path:
-    """Write JSON atomically."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1))
-    os.replace(tmp, path)
-    return path
 
 
 def write_report(out_dir: str | os.PathLike, prefix: str, report: ClassificationReport,

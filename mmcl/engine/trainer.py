@@ -37,8 +37,9 @@ from mmcl.config import OptimConfig, TrainConfig, load_config, to_yaml
 from mmcl.data.prepared import PreparedData
 from mmcl.engine.checkpoint import CheckpointInfo, init_from_checkpoint, save_checkpoint, save_heads
 from mmcl.engine.data import build_dataset, build_loader, ensure_teacher_cache, model_input, resolve_data_root
-from mmcl.engine.metrics import classification_report, save_scores, write_json, write_report
+from mmcl.engine.metrics import classification_report, save_scores, write_report
 from mmcl.engine.module import TrainModule
+from mmcl.io import atomic_path, atomic_write_text, replace_dir, write_json
 from mmcl.models import create_model
 from mmcl.paths import configs_dir
 
@@ -119,18 +120,14 @@ def predict(model: torch.nn.Module, loader, accelerator: Accelerator, desc: str 
 
 def _save_state(accelerator: Accelerator, run_dir: Path) -> None:
     """Replace ``run_dir/state`` atomically with the current training state."""
-    tmp, final, old = run_dir / "state.tmp", run_dir / "state", run_dir / "state.old"
+    tmp = run_dir / "state.tmp"
     if accelerator.is_main_process and tmp.exists():
         shutil.rmtree(tmp)
     accelerator.wait_for_everyone()
     accelerator.save_state(str(tmp), safe_serialization=True)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        if final.exists():
-            os.replace(final, old)
-        os.replace(tmp, final)
-        if old.exists():
-            shutil.rmtree(old)
+        replace_dir(tmp, run_dir / "state")
     accelerator.wait_for_everyone()
 
 
@@ -152,7 +149,8 @@ def _plot_history(history: list[dict], path: Path) -> None:
     b.set_xlabel("epoch")
     b.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=110)
     plt.close(fig)
 
 
@@ -169,7 +167,7 @@ def train(cfg: TrainConfig, resume: str | Path | None = None) -> dict:
                               log_with="tensorboard", project_dir=str(run_dir))
     if accelerator.is_main_process:
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.yaml").write_text(to_yaml(cfg))
+        atomic_write_text(run_dir / "config.yaml", to_yaml(cfg))
     _seed_everything(cfg.seed, cfg.deterministic)
     _set_cpu_threads(accelerator, cfg.cpu_threads)
 

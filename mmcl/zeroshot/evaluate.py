@@ -21,7 +21,8 @@ import numpy as np
 import torch
 
 from mmcl.engine.checkpoint import load_checkpoint
-from mmcl.engine.metrics import classification_report, plot_confusion, write_json
+from mmcl.engine.metrics import classification_report, plot_confusion
+from mmcl.io import write_json
 from mmcl.paths import configs_dir
 from mmcl.zeroshot.heads import load_run_heads
 from mmcl.zeroshot.labelmap import load_label_mapping

@@ -8,6 +8,7 @@ from typing import Sequence
 
 import numpy as np
 
+from mmcl.io import atomic_path
 from mmcl.zeroshot.protocol import MappedResult
 
 # metrics.json section -> row label of the summary table
@@ -39,7 +40,8 @@ def plot_mapped_confusion(result: MappedResult, path: str | os.PathLike, title: 
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
     path = Path(path)
-    fig.savefig(path, dpi=120)
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=120)
     plt.close(fig)
     return path
 
@@ -51,12 +53,11 @@ def save_clip_scores(path: str | os.PathLike, names: Sequence[str], target_label
     source classes, and the arrays of ``scores``: ``logits`` (N, C_source), ``features`` (N, D: the global skeleton
     features), ``refined`` (N, C_source), ``openvocab`` (N, C_target))."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, names=np.asarray(names), target_labels=np.asarray(target_labels, dtype=np.int64),
-             target_classes=np.asarray(target_classes), source_classes=np.asarray(source_classes),
-             source_labels=np.asarray(source_labels, dtype=np.int64),
-             **{k: np.asarray(v, dtype=np.float32) for k, v in scores.items()})
-    os.replace(tmp, path)
+    with atomic_path(path, suffix=".npz") as tmp:
+        np.savez(tmp, names=np.asarray(names), target_labels=np.asarray(target_labels, dtype=np.int64),
+                 target_classes=np.asarray(target_classes), source_classes=np.asarray(source_classes),
+                 source_labels=np.asarray(source_labels, dtype=np.int64),
+                 **{k: np.asarray(v, dtype=np.float32) for k, v in scores.items()})
     return path
 
 

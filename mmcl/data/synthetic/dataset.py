@@ -45,7 +45,8 @@ from mmcl.data.synthetic.kinematics import sample_body
 from mmcl.data.synthetic.render import (Appearance, object_pose, render_clip, room_background, sample_appearance,
                                         write_video)
 from mmcl.data.synthetic.scene import CameraView, Clip, capture, perform, rng_for
-from mmcl.data.synthetic.writer import write_skeleton_file, write_text_atomic, write_utd_skeleton
+from mmcl.data.synthetic.writer import write_skeleton_file, write_utd_skeleton
+from mmcl.io import replace_dir, write_json
 
 GENERATOR_VERSION = 6
 # Horizontal angle (degrees) of cameras 1-3 around the performer, as NTU's three Kinects (0, -45, +45 degrees).
@@ -284,18 +285,16 @@ def generate(out: str | os.PathLike, cfg: SynthConfig | None = None, workers: in
     for sub in ("skeletons", "videos", "utd"):
         if sub == "skeletons" or (sub == "videos" and cfg.video) or (sub == "utd" and cfg.utd):
             (partial / sub).mkdir(parents=True, exist_ok=True)
-    write_text_atomic(marker, json.dumps(_settings(cfg)))
+    write_json(marker, _settings(cfg), indent=None)
 
-    write_text_atomic(partial / "classes.json",
-                      json.dumps([c.info(i) for i, c in enumerate(cfg.source_classes)], indent=1))
+    write_json(partial / "classes.json", [c.info(i) for i, c in enumerate(cfg.source_classes)])
     units = [(cfg, partial, p, r, a) for p in range(1, cfg.subjects + 1) for r in range(1, cfg.replications + 1)
              for a in range(1, cfg.classes + 1)]
     _run_units(_ntu_unit, units, workers, "synthetic NTU-style clips")
     if cfg.utd:
-        write_text_atomic(partial / "utd" / "classes.json",
-                          json.dumps([c.info(a) for a, c in UTD_CLASSES.items()], indent=1))
+        write_json(partial / "utd" / "classes.json", [c.info(a) for a, c in UTD_CLASSES.items()])
         label_map = {str(a): i for a, i in UTD_LABEL_MAP.items() if i < cfg.classes}
-        write_text_atomic(partial / "utd" / "label_map.json", json.dumps(label_map, indent=1))
+        write_json(partial / "utd" / "label_map.json", label_map)
         utd_units = [(cfg, partial, a, s, t) for a in UTD_CLASSES for s in range(1, cfg.utd_subjects + 1)
                      for t in range(1, cfg.utd_trials + 1)]
         _run_units(_utd_unit, utd_units, workers, "synthetic UTD-style clips")
@@ -312,11 +311,5 @@ def generate(out: str | os.PathLike, cfg: SynthConfig | None = None, workers: in
         "software": {"numpy": np.__version__, "av": av.__version__},
     }
     marker.unlink()
-    write_text_atomic(partial / "manifest.json", json.dumps(info, indent=1))
-    old = out.with_name(out.name + ".old")
-    if out.exists():
-        os.replace(out, old)
-    os.replace(partial, out)
-    if old.exists():
-        shutil.rmtree(old)
-    return out
+    write_json(partial / "manifest.json", info)
+    return replace_dir(partial, out)

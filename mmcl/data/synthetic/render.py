@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Iterable, Iterator
 
 import av
@@ -20,6 +19,7 @@ from PIL import Image, ImageDraw
 
 from mmcl.data.synthetic.camera import Intrinsics
 from mmcl.data.synthetic.kinematics import J, PARENT
+from mmcl.io import atomic_path
 
 VIDEO_CODEC = "mpeg4"
 VIDEO_BITRATE = 900_000
@@ -252,9 +252,7 @@ def _draw_object(draw: ImageDraw.ImageDraw, color: Intrinsics, name: str, corner
 
 def write_video(path: str | os.PathLike, frames: Iterable[Image.Image], fps: int, size: tuple[int, int]) -> None:
     """Encode RGB frames of ``size`` (width, height) to ``path`` (MPEG-4 in AVI), atomically."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with av.open(str(tmp), "w", format="avi") as container:
+    with atomic_path(path) as tmp, av.open(str(tmp), "w", format="avi") as container:
         stream = container.add_stream(VIDEO_CODEC, rate=fps, options={"motion_est": "zero"})
         stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
         stream.bit_rate = VIDEO_BITRATE
@@ -264,4 +262,3 @@ def write_video(path: str | os.PathLike, frames: Iterable[Image.Image], fps: int
                 raise ValueError(f"{path}: frame of size {frame.size}, expected {size}")
             container.mux(stream.encode(av.VideoFrame.from_image(frame)))
         container.mux(stream.encode())
-    os.replace(tmp, path)

@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import io
 import os
-from pathlib import Path
 
 import numpy as np
 import scipy.io
 
 from mmcl.data.synthetic.scene import CameraView
+from mmcl.io import atomic_write_bytes, atomic_write_text
 
 _JOINT_LINE = " ".join(["%.7g"] * 11) + " %d\n"
 _MAT_TEXT_BYTES = 116  # a MAT-file v5 header starts with 116 bytes of descriptive text
@@ -47,17 +47,9 @@ def format_skeleton(view: CameraView) -> str:
     return "".join(out)
 
 
-def write_text_atomic(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def write_skeleton_file(path: str | os.PathLike, view: CameraView) -> None:
     """Write one NTU-format ``.skeleton`` file."""
-    write_text_atomic(path, format_skeleton(view))
+    atomic_write_text(path, format_skeleton(view))
 
 
 def write_utd_skeleton(path: str | os.PathLike, joints: np.ndarray) -> None:
@@ -68,7 +60,4 @@ def write_utd_skeleton(path: str | os.PathLike, joints: np.ndarray) -> None:
     scipy.io.savemat(buffer, {"d_skel": np.ascontiguousarray(joints.transpose(1, 2, 0), dtype=np.float64)})
     data = bytearray(buffer.getvalue())
     data[:_MAT_TEXT_BYTES] = _MAT_HEADER  # scipy stamps the creation time here; a fixed text keeps files reproducible
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(bytes(data))
-    os.replace(tmp, path)
+    atomic_write_bytes(path, bytes(data))
