@@ -8,7 +8,14 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+
+from mmcl.errors import MmclError
+
+# What a user can cause and fix: reported on one line with exit status 2 (anything else is a bug: traceback).
+EXPECTED_ERRORS = (MmclError, FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError,
+                   PermissionError)
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("mmcl.data.synthetic.cli", "write the built-in synthetic dataset (raw NTU-style files and videos)"),
@@ -41,11 +48,27 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     name, rest = argv[0], argv[1:]
+    debug = "--debug" in rest or os.environ.get("MMCL_DEBUG", "") not in ("", "0")
+    rest = [a for a in rest if a != "--debug"]
     module = importlib.import_module(COMMANDS[name][0])
-    parser = argparse.ArgumentParser(prog=f"mmcl {name}", description=COMMANDS[name][1])
+    parser = argparse.ArgumentParser(prog=f"mmcl {name}", description=COMMANDS[name][1],
+                                     epilog="--debug (or MMCL_DEBUG=1): full traceback of expected errors too")
     module.add_arguments(parser)
     args = parser.parse_args(rest)
-    return int(module.run(args) or 0)
+    try:
+        return int(module.run(args) or 0)
+    except EXPECTED_ERRORS as err:
+        if debug:
+            raise
+        print(f"mmcl {name}: error: {one_line(err)}", file=sys.stderr)
+        return 2
+
+
+def one_line(err: BaseException) -> str:
+    """The message of an expected error on one line (an OSError with its file name, as Python words it)."""
+    text = str(err) if not isinstance(err, OSError) or not err.filename else \
+        f"{err.strerror or type(err).__name__}: {err.filename}"
+    return " ".join(text.split()) or type(err).__name__
 
 
 if __name__ == "__main__":

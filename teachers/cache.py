@@ -36,6 +36,7 @@ from typing import Iterator
 
 import numpy as np
 
+from mmcl.errors import MmclError
 from mmcl.io import atomic_path, atomic_write_text
 from teachers.config import TeacherConfig, expand_prompts
 
@@ -46,7 +47,7 @@ MAX_OPEN_CHUNKS = 64
 TIMING_KEYS = ("decode_s", "clip_s", "llm_s", "text_s")
 
 
-class CacheError(RuntimeError):
+class CacheError(MmclError, RuntimeError):
     """A teacher cache is missing, incomplete or inconsistent."""
 
 

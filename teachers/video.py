@@ -30,10 +30,12 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
+from mmcl.errors import MmclError
+
 Box = tuple[int, int, int, int]
 
 
-class VideoError(RuntimeError):
+class VideoError(MmclError, RuntimeError):
     """A video is missing, empty or cannot be decoded; the message names the path and the reason."""
 
 

@@ -46,6 +46,7 @@ from tqdm import tqdm
 
 from mmcl.data.ntu_classes import MISSING_SKELETONS, NTU60_CLASSES, NTU120_CLASSES
 from mmcl.data.prepared import PreparedInfo, PreparedWriter
+from mmcl.errors import DataError
 from mmcl.io import atomic_write_text
 
 NUM_JOINTS = 25
@@ -64,7 +65,7 @@ NOISE_SPREAD_RATIO = 0.8
 NOISE_SPREAD_FRACTION = 0.69754
 
 
-class SkeletonFormatError(ValueError):
+class SkeletonFormatError(DataError):
     """A ``.skeleton`` file does not follow the format; names the file and the 1-based line."""
 
     def __init__(self, path: str | os.PathLike, line: int, message: str):

@@ -32,13 +32,14 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 
 from mmcl.data.layouts import Layout, get_layout
+from mmcl.errors import MmclError
 from mmcl.io import atomic_write_text, replace_dir
 
 FORMAT_VERSION = 1
 SPLIT_NAMES = ("train", "val", "test")
 
 
-class PreparedDataError(RuntimeError):
+class PreparedDataError(MmclError, RuntimeError):
     """A prepared dataset is missing, incomplete or inconsistent."""
 
 

@@ -28,9 +28,10 @@ import numpy as np
 import yaml
 
 from mmcl.data.ntu_classes import NTU60_CLASSES, NTU120_CLASSES
+from mmcl.errors import MmclError
 
 
-class LabelMappingError(ValueError):
+class LabelMappingError(MmclError, ValueError):
     """A label mapping file is invalid or does not fit the target data or the checkpoint."""
 
 
