@@ -247,7 +247,7 @@ def test_ctrgcn_npz(tmp_path):
     assert data.info.layout == "ntu25" and data.info.num_person == 2
     names = assert_splits(data, {"train": 10, "val": 1, "test": 5})
     assert names["test"] == {f"test_{i:06d}" for i in range(5)}
-    assert data.skipped() == [{"name": "train_000002", "reason": "all frames are zero"}]
+    assert data.skipped() == [{"name": "train_000002", "reason": "all joints are zero"}]
     for part in ("train", "test"):
         x = arrays[f"x_{part}"].reshape(-1, 300, 2, 25, 3).transpose(0, 4, 1, 3, 2)  # the reference's (N, C, T, V, M)
         labels = np.where(arrays[f"y_{part}"] > 0)[1]
@@ -427,12 +427,12 @@ def test_cli_prepare(tmp_path, capsys):
     assert "samples 8 (train 2, val 2, test 4), frames" in printed and "skipped 1" in printed
     assert PreparedData(out).info.num_samples == 8
 
-    assert main(["prepare", "utd-mhad", "--raw", str(tmp_path / "raw"), "--out", str(out)]) == 1
+    assert main(["prepare", "utd-mhad", "--raw", str(tmp_path / "raw"), "--out", str(out)]) == 2
     assert "already exists" in capsys.readouterr().err
     assert main(["prepare", "utd-mhad", "--raw", str(tmp_path / "raw"), "--out", str(out), "--overwrite"]) == 0
-    assert main(["prepare", "utd-mhad", "--raw", str(tmp_path / "raw"), "--out", str(out), "--workers", "4"]) == 1
+    assert main(["prepare", "utd-mhad", "--raw", str(tmp_path / "raw"), "--out", str(out), "--workers", "4"]) == 2
     assert "--workers does not apply to utd-mhad" in capsys.readouterr().err
-    assert main(["prepare", "sysu", "--raw", str(tmp_path / "missing"), "--out", str(tmp_path / "s")]) == 1
+    assert main(["prepare", "sysu", "--raw", str(tmp_path / "missing"), "--out", str(tmp_path / "s")]) == 2
     assert f"SYSU-Action directory not found: {tmp_path / 'missing'}" in capsys.readouterr().err
 
     write_npz(tmp_path / "tiny.npz")
@@ -467,5 +467,5 @@ def test_cli_synthetic_reads_classes(tmp_path, monkeypatch, capsys, beside, entr
     assert "prepared synthetic" in capsys.readouterr().out
     (root / "skeletons" / "classes.json").unlink(missing_ok=True)
     (root / "classes.json").unlink(missing_ok=True)
-    assert main(["prepare", "synthetic", "--raw", str(root), "--out", str(tmp_path / "o")]) == 1
+    assert main(["prepare", "synthetic", "--raw", str(root), "--out", str(tmp_path / "o")]) == 2
     assert "no classes.json in" in capsys.readouterr().err

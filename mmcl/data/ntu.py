@@ -683,6 +683,8 @@ def _read_for_prepare(path: Path) -> tuple[Path, NTUSample | None, str]:
         return path, None, f"no body: {e}"
     except SkeletonFormatError as e:
         return path, None, f"malformed: {e}"
+    except (OSError, UnicodeDecodeError) as e:
+        return path, None, f"unreadable: {type(e).__name__}: {e}"
 
 
 def _scan(raw_dir: Path) -> dict[str, Path]:

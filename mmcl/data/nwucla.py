@@ -22,6 +22,7 @@ import numpy as np
 
 from mmcl.data.importers import RawSample, import_samples
 from mmcl.data.prepared import PreparedInfo
+from mmcl.errors import DataError
 
 NWUCLA_CLASSES = (
     "pick up with one hand", "pick up with two hands", "drop trash", "walk around", "sit down", "stand up",
@@ -40,18 +41,18 @@ def read_nwucla_json(path: str | os.PathLike) -> np.ndarray:
     try:
         content = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path}: not valid JSON: {e}") from None
+        raise DataError(f"{path}: not valid JSON: {e}") from None
     if not isinstance(content, dict) or "skeletons" not in content:
         keys = list(content) if isinstance(content, dict) else type(content).__name__
-        raise ValueError(f"{path}: no 'skeletons' key (found {keys})")
+        raise DataError(f"{path}: no 'skeletons' key (found {keys})")
     try:
         joints = np.asarray(content["skeletons"], dtype=np.float32)
     except (ValueError, TypeError) as e:
-        raise ValueError(f"{path}: 'skeletons' is not a numeric (T, {NUM_JOINTS}, 3) array: {e}") from None
+        raise DataError(f"{path}: 'skeletons' is not a numeric (T, {NUM_JOINTS}, 3) array: {e}") from None
     if joints.size == 0:
         return np.zeros((0, NUM_JOINTS, 3), dtype=np.float32)
     if joints.ndim != 3 or joints.shape[1:] != (NUM_JOINTS, 3):
-        raise ValueError(f"{path}: 'skeletons' has shape {joints.shape}, expected (T, {NUM_JOINTS}, 3)")
+        raise DataError(f"{path}: 'skeletons' has shape {joints.shape}, expected (T, {NUM_JOINTS}, 3)")
     return joints
 
 
@@ -59,13 +60,13 @@ def nwucla_sample(path: Path) -> RawSample:
     """The sample record of one NW-UCLA file (label, subject, view split) from its name."""
     match = NAME_PATTERN.match(path.stem)
     if match is None:
-        raise ValueError(f"{path}: name does not follow aAA_sSS_eEE_vVV")
+        raise DataError(f"{path}: name does not follow aAA_sSS_eEE_vVV")
     action, subject, _, view = map(int, match.groups())
     if action not in ACTION_IDS:
-        raise ValueError(f"{path}: action a{action:02d} is not one of NW-UCLA's 10 actions "
+        raise DataError(f"{path}: action a{action:02d} is not one of NW-UCLA's 10 actions "
                          f"({', '.join(f'a{a:02d}' for a in ACTION_IDS)})")
     if view not in TRAIN_VIEWS + TEST_VIEWS:
-        raise ValueError(f"{path}: view v{view:02d} is not one of v01, v02, v03")
+        raise DataError(f"{path}: view v{view:02d} is not one of v01, v02, v03")
     return RawSample(path.stem, ACTION_IDS.index(action), subject, view in TEST_VIEWS, path)
 
 

@@ -19,13 +19,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Callable
 
 from mmcl.data.layouts import LAYOUTS
-from mmcl.data.prepared import PreparedData, PreparedDataError
+from mmcl.data.prepared import PreparedData
+from mmcl.errors import MmclError
 
 DATASETS = ("ntu", "synthetic", "nwucla", "utd-mhad", "sysu", "npz", "pyskl")
 # Options that only some datasets take: option -> datasets.
@@ -177,20 +177,14 @@ def summary(data: PreparedData, seconds: float) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Prepare the dataset and print the summary; a user error prints one line and returns 1."""
+    """Prepare the dataset and print the summary (errors reach the command line's one-line report)."""
     wrong = [f"--{opt.replace('_', '-')}" for opt, datasets in SPECIFIC_OPTIONS.items()
              if getattr(args, opt) not in (None, False) and args.dataset not in datasets]
     if wrong:
-        print(f"mmcl prepare: error: {', '.join(wrong)} does not apply to {args.dataset}", file=sys.stderr)
-        return 1
+        raise MmclError(f"{', '.join(wrong)} does not apply to {args.dataset}")
     if args.workers is not None and args.workers < 1:
-        print(f"mmcl prepare: error: --workers must be at least 1, got {args.workers}", file=sys.stderr)
-        return 1
+        raise MmclError(f"--workers must be at least 1, got {args.workers}")
     start = time.perf_counter()
-    try:
-        out = PREPARERS[args.dataset](args)
-    except (FileNotFoundError, FileExistsError, PreparedDataError, ValueError) as e:
-        print(f"mmcl prepare: error: {e}", file=sys.stderr)
-        return 1
+    out = PREPARERS[args.dataset](args)
     print(summary(PreparedData(out), time.perf_counter() - start))
     return 0

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -32,7 +33,7 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 
 from mmcl.data.layouts import Layout, get_layout
-from mmcl.errors import MmclError
+from mmcl.errors import DataError, MmclError
 from mmcl.io import atomic_write_text, replace_dir
 
 FORMAT_VERSION = 1
@@ -84,7 +85,8 @@ class PreparedWriter:
             w.finalize(splits)
 
     If the process dies before :meth:`finalize`, ``<out>.partial`` keeps what was written; a new writer on the same
-    ``out`` continues from there (``resume=True``). ``<out>`` itself appears only once complete.
+    ``out`` continues from there (``resume=True``). ``<out>`` itself appears only once complete. An error raised
+    inside the ``with`` block before any sample was handled removes ``<out>.partial`` again.
     """
 
     def __init__(self, out: str | os.PathLike, info: PreparedInfo, overwrite: bool = False, resume: bool = True):
@@ -151,8 +153,10 @@ class PreparedWriter:
     def __enter__(self) -> "PreparedWriter":
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type, exc, tb) -> None:
         self.close()
+        if exc_type is not None and not self._done and self.partial.exists():
+            shutil.rmtree(self.partial)  # failed before the first sample: nothing to resume, leave nothing behind
 
     def close(self) -> None:
         for f in (self._joints, self._color, self._frames, self._journal):
@@ -168,16 +172,16 @@ class PreparedWriter:
         """Append one sample: ``joints`` (T, M, V, C); ``color`` (T, M, V, 2); ``frames`` (T,) video frame indices."""
         if name in self._done:
             raise PreparedDataError(f"sample {name!r} was already written to {self.partial}")
-        if "\n" in name or not name:
-            raise ValueError(f"invalid sample name {name!r}")
+        check_sample_name(name)
         if not 0 <= int(label) < self.info.num_classes:
             raise ValueError(f"sample {name!r}: label {label} outside 0..{self.info.num_classes - 1}")
         joints = np.ascontiguousarray(joints, dtype="<f4")
         if joints.ndim != 4 or joints.shape[1:] != self._frame_shape or joints.shape[0] == 0:
             raise ValueError(
                 f"sample {name!r}: joints of shape {joints.shape}, expected (T>0, {', '.join(map(str, self._frame_shape))})")
-        if not np.isfinite(joints).all():
-            raise ValueError(f"sample {name!r}: joints contain NaN or inf")
+        reason = unusable_reason(joints)
+        if reason is not None:
+            raise DataError(f"sample {name!r}: {reason}; skip it instead (PreparedWriter.skip)")
         t = joints.shape[0]
         if self._color is not None:
             if color is None or color.shape != (t, *self._frame_shape[:2], 2):
@@ -235,6 +239,35 @@ class PreparedWriter:
         return replace_dir(p, self.out)
 
 
+# A sample name becomes part of file names (its video, its cache rows): one path component, no hidden or parent names.
+SAMPLE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+=,-]*")
+
+
+def check_sample_name(name: str, where: str = "") -> str:
+    """``name`` if it is a valid sample name, else a :class:`DataError` naming it (and ``where`` it came from)."""
+    if not isinstance(name, str) or not SAMPLE_NAME.fullmatch(name) or ".." in name or len(name) > 255:
+        raise DataError(f"{where + ': ' if where else ''}invalid sample name {name!r}: a name is one file-name "
+                        "component of letters, digits and _ . + = , - (not starting with a dot, no '..', no path "
+                        "separator)")
+    return name
+
+
+def unusable_reason(joints: np.ndarray) -> str | None:
+    """Why a sample's joints (T, ...) cannot be trained on, or None: no frames, non-finite values, all zero.
+
+    Every reader skips such a sample and records this reason in ``skipped.json``.
+    """
+    if len(joints) == 0:
+        return "no frames"
+    finite = np.isfinite(joints)
+    if not finite.all():
+        frame = int(np.flatnonzero(~finite.reshape(len(joints), -1).all(1))[0])
+        return f"non-finite values (NaN or inf) in frame {frame}"
+    if not np.any(joints):
+        return "all joints are zero"
+    return None
+
+
 def check_splits(splits: Mapping[str, Sequence[int]], num_samples: int, where: str = "") -> None:
     """Splits must be named train/val/test, index valid samples and be pairwise disjoint."""
     seen: dict[int, str] = {}
@@ -266,6 +299,8 @@ class PreparedData:
             raise PreparedDataError(f"{meta}: format version {raw.get('format_version')}, expected {FORMAT_VERSION}")
         self.info = PreparedInfo(**raw)
         self.names: list[str] = (self.root / "names.txt").read_text().splitlines()
+        for name in self.names:
+            check_sample_name(name, str(self.root / "names.txt"))
         self.labels: np.ndarray = np.load(self.root / "labels.npy")
         self.offsets: np.ndarray = np.load(self.root / "offsets.npy")
         self.splits: dict[str, np.ndarray] = {

@@ -29,6 +29,7 @@ import numpy as np
 
 from mmcl.data.importers import RawSample, import_samples
 from mmcl.data.prepared import PreparedInfo
+from mmcl.errors import DataError
 
 SYSU_CLASSES = (
     "drinking", "pouring", "calling phone", "playing phone", "wearing backpacks", "packing backpacks",
@@ -47,28 +48,28 @@ def read_sysu_file(path: str | os.PathLike) -> np.ndarray:
         try:
             joints = np.load(path, allow_pickle=False)
         except (ValueError, OSError) as e:
-            raise ValueError(f"{path}: cannot read as .npy: {e}") from None
+            raise DataError(f"{path}: cannot read as .npy: {e}") from None
         if not np.issubdtype(joints.dtype, np.number):
-            raise ValueError(f"{path}: array of dtype {joints.dtype}, expected numbers")
+            raise DataError(f"{path}: array of dtype {joints.dtype}, expected numbers")
         if joints.ndim == 2 and joints.shape[1] == NUM_JOINTS * 3:
             joints = joints.reshape(-1, NUM_JOINTS, 3)
         if joints.ndim != 3 or joints.shape[1:] != (NUM_JOINTS, 3):
-            raise ValueError(f"{path}: array of shape {joints.shape}, expected (T, {NUM_JOINTS}, 3) or "
+            raise DataError(f"{path}: array of shape {joints.shape}, expected (T, {NUM_JOINTS}, 3) or "
                              f"(T, {NUM_JOINTS * 3})")
         return joints.astype(np.float32)
     if path.suffix != ".txt":
-        raise ValueError(f"{path}: unsupported suffix {path.suffix!r}; expected {' or '.join(SUFFIXES)}")
+        raise DataError(f"{path}: unsupported suffix {path.suffix!r}; expected {' or '.join(SUFFIXES)}")
     frames = []
     for lineno, line in enumerate(path.read_text().splitlines(), start=1):
         fields = line.replace(",", " ").split()
         if not fields:
             continue
         if len(fields) != NUM_JOINTS * 3:
-            raise ValueError(f"{path}, line {lineno}: {len(fields)} numbers, expected {NUM_JOINTS * 3}")
+            raise DataError(f"{path}, line {lineno}: {len(fields)} numbers, expected {NUM_JOINTS * 3}")
         try:
             frames.append([float(f) for f in fields])
         except ValueError as e:
-            raise ValueError(f"{path}, line {lineno}: {e}") from None
+            raise DataError(f"{path}, line {lineno}: {e}") from None
     return np.asarray(frames, dtype=np.float32).reshape(len(frames), NUM_JOINTS, 3)
 
 
@@ -86,10 +87,10 @@ def sysu_sample(path: Path) -> RawSample:
     """The sample record of one SYSU file (label, subject, split) from its name."""
     match = NAME_PATTERN.match(path.stem)
     if match is None:
-        raise ValueError(f"{path}: name does not follow S{{subject:02d}}_A{{action:02d}}_V{{index:02d}}")
+        raise DataError(f"{path}: name does not follow S{{subject:02d}}_A{{action:02d}}_V{{index:02d}}")
     subject, action, _ = map(int, match.groups())
     if not 1 <= action <= len(SYSU_CLASSES):
-        raise ValueError(f"{path}: action A{action:02d} outside A01..A{len(SYSU_CLASSES):02d}")
+        raise DataError(f"{path}: action A{action:02d} outside A01..A{len(SYSU_CLASSES):02d}")
     return RawSample(path.stem, action - 1, subject, subject % 2 == 0, path)
 
 

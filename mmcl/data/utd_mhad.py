@@ -29,6 +29,7 @@ import scipy.io
 from mmcl.data.importers import RawSample, import_samples
 from mmcl.data.layouts import KINECT_V1_20
 from mmcl.data.prepared import PreparedInfo
+from mmcl.errors import DataError
 
 UTD_MHAD_CLASSES = (
     "swipe left", "swipe right", "wave", "clap", "throw", "arm cross", "basketball shoot", "draw x",
@@ -61,17 +62,17 @@ def read_utd_mat(path: str | os.PathLike) -> np.ndarray:
     except FileNotFoundError:
         raise
     except Exception as e:  # scipy raises assorted types on a corrupt file; re-raise naming it
-        raise ValueError(f"{path}: cannot read as a .mat file: {type(e).__name__}: {e}") from e
+        raise DataError(f"{path}: cannot read as a .mat file: {type(e).__name__}: {e}") from e
     if "d_skel" not in mat:
         found = [k for k in mat if not k.startswith("__")]
-        raise ValueError(f"{path}: no variable 'd_skel' (found {found})")
+        raise DataError(f"{path}: no variable 'd_skel' (found {found})")
     skel = np.asarray(mat["d_skel"])
     if skel.ndim == 2 and skel.shape == (len(UTD_JOINTS), 3):  # MATLAB drops a trailing singleton: one frame
         skel = skel[:, :, None]
     if skel.ndim != 3 or skel.shape[:2] != (len(UTD_JOINTS), 3):
-        raise ValueError(f"{path}: d_skel has shape {skel.shape}, expected ({len(UTD_JOINTS)}, 3, T)")
+        raise DataError(f"{path}: d_skel has shape {skel.shape}, expected ({len(UTD_JOINTS)}, 3, T)")
     if not np.issubdtype(skel.dtype, np.number):
-        raise ValueError(f"{path}: d_skel has dtype {skel.dtype}, expected numbers")
+        raise DataError(f"{path}: d_skel has dtype {skel.dtype}, expected numbers")
     return np.ascontiguousarray(skel.transpose(2, 0, 1)[:, TO_KINECT_V1], dtype=np.float32)
 
 
@@ -84,20 +85,20 @@ def read_utd_classes(raw_dir: str | os.PathLike) -> dict[int, str] | None:
     try:
         entries = json.loads(path.read_text())
     except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON: {e}") from None
+        raise DataError(f"{path}: not valid JSON: {e}") from None
     if not isinstance(entries, list) or not entries:
-        raise ValueError(f"{path}: expected a non-empty list of {{\"id\": action number, \"name\": class name}}")
+        raise DataError(f"{path}: expected a non-empty list of {{\"id\": action number, \"name\": class name}}")
     classes: dict[int, str] = {}
     for k, entry in enumerate(entries):
         action, name = (entry.get("id"), entry.get("name")) if isinstance(entry, dict) else (None, None)
         valid_id = isinstance(action, int) and not isinstance(action, bool) and action >= 1
         if not valid_id or not isinstance(name, str) or not name:
-            raise ValueError(f"{path}: entry {k} needs an integer 'id' >= 1 (the action number) and a string 'name'")
+            raise DataError(f"{path}: entry {k} needs an integer 'id' >= 1 (the action number) and a string 'name'")
         if action in classes:
-            raise ValueError(f"{path}: action number {action} is listed twice")
+            raise DataError(f"{path}: action number {action} is listed twice")
         classes[action] = name
     if len(set(classes.values())) != len(classes):
-        raise ValueError(f"{path}: class names are not unique")
+        raise DataError(f"{path}: class names are not unique")
     return classes
 
 
@@ -106,15 +107,15 @@ def utd_sample(path: Path, classes: dict[int, str] | None = None) -> RawSample:
     name in label order (:func:`read_utd_classes`; None: UTD-MHAD's 27, label = action - 1)."""
     match = NAME_PATTERN.match(path.stem)
     if match is None:
-        raise ValueError(f"{path}: name does not follow a{{a}}_s{{s}}_t{{t}}_skeleton.mat")
+        raise DataError(f"{path}: name does not follow a{{a}}_s{{s}}_t{{t}}_skeleton.mat")
     action, subject, _ = map(int, match.groups())
     if classes is None:
         if not 1 <= action <= len(UTD_MHAD_CLASSES):
-            raise ValueError(f"{path}: action a{action} outside a1..a{len(UTD_MHAD_CLASSES)}")
+            raise DataError(f"{path}: action a{action} outside a1..a{len(UTD_MHAD_CLASSES)}")
         return RawSample(path.stem.removesuffix("_skeleton"), action - 1, subject, subject % 2 == 0, path)
     if action not in classes:
         known = ", ".join(f"a{a}" for a in classes)
-        raise ValueError(f"{path}: action a{action} is not among the classes of classes.json ({known})")
+        raise DataError(f"{path}: action a{action} is not among the classes of classes.json ({known})")
     return RawSample(path.stem.removesuffix("_skeleton"), list(classes).index(action), subject, subject % 2 == 0,
                      path)
 
