@@ -191,7 +191,7 @@ def test_retry_failed_picks_up_a_fixed_video(fixture_set, teachers, tmp_path):
 def test_bad_inputs_are_clear_errors(fixture_set, teachers, tmp_path):
     config = tiny_config()
     info = PreparedInfo(dataset="nocolour", layout="ntu25", num_person=2, class_names=["a"])
-    plain = write_prepared(tmp_path / "plain", info, [("S1", 0, np.zeros((4, 2, 25, 3), np.float32))],
+    plain = write_prepared(tmp_path / "plain", info, [("S1", 0, np.ones((4, 2, 25, 3), np.float32))],
                            {"train": [0]})
     with pytest.raises(ConfigError, match="no colour coordinates .*video.crop.enabled=false"):
         precompute(config, PreparedData(plain), fixture_set.videos, root=tmp_path, teachers=teachers)
