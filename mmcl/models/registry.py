@@ -14,6 +14,7 @@ from typing import Any
 # Modules whose import registers models. The cross-modal co-learning variants register their deployed models
 # (CTR-GCN plus a skeleton-only path) where they are defined.
 MODEL_MODULES: tuple[str, ...] = ("mmcl.models.ctrgcn", "mmcl.colearn.mmixer", "mmcl.colearn.deformable")
+MODEL_MODULES += ("mmcl.models.bigru", "mmcl.models.skeletonmae")  # self-supervised pre-training encoders
 
 _FACTORIES: dict[str, Callable[..., Any]] = {}
 
