@@ -1,29 +1,56 @@
-"""Training configuration: plain dataclasses, loaded from YAML with dotted command-line overrides.
+"""Configuration: one loader for every kind of config (training, teachers, ablation plans, pre-training...).
 
-A YAML file may start from other files with ``_base_: path.yaml`` (or a list of paths, relative to the file); later
-files and then the command line override earlier ones::
+A kind of config is a dataclass, its *schema* (keys, types, defaults, an optional ``validate()``); YAML files and
+dotted command-line overrides fill it::
 
-    accelerate launch mmcl/train.py --config configs/ntu60/xsub_joint.yaml optim.lr=0.05 data.batch_size=32
+    cfg = load_config("configs/ntu60/xsub_joint.yaml", ["optim.lr=0.05", "data.batch_size=32"])   # TrainConfig
+    teacher = load_config(find_config("tiny", "teachers"), schema=TeacherConfig)
+    plan = load_config("configs/ablation/synthetic.yaml", schema=AblationPlan)
 
-Every key is checked against the dataclasses below: an unknown key fails naming it and the closest valid key.
+- A file may start from others with ``_base_: path.yaml`` (or a list of paths, relative to the file); later files and
+  then the command line override earlier ones.
+- Every key is checked against the schema: an unknown key fails naming the file that holds it (or "the command line")
+  and the closest valid key; a value of the wrong type fails naming its key and the file it came from; then the
+  schema's ``validate()`` checks ranges and choices (:func:`check`), the error again naming the key's file.
+- Interpolations: ``${pkgdir:PACKAGE}`` is the directory of an installed top-level package (found without importing
+  it); the package that owns a resolver registers it (``${tiny:ITEM}``: :mod:`teachers.config`). Resolving a config
+  has no side effects: it reads files and returns a dataclass.
+
+Every error is a :class:`mmcl.errors.ConfigError`. A new kind of config needs a schema dataclass and nothing else.
 """
 
 from __future__ import annotations
 
 import difflib
+import importlib.util
+import re
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import Any, Sequence, TypeVar
+from typing import Any, Mapping, Sequence, TypeVar, get_type_hints
 
 import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from mmcl.colearn.config import ColearnConfig
+from mmcl.errors import ConfigError
+
+COMMAND_LINE = "the command line"
+DEFAULTS = "the defaults"
 
 
-class ConfigError(ValueError):
-    """A configuration file or override is invalid."""
+class ConfigValueError(ConfigError):
+    """A value a schema's ``validate()`` refuses; ``key`` (dotted) lets the loader name the file that set it."""
+
+    def __init__(self, key: str, message: str):
+        super().__init__(message)
+        self.key = key
+
+
+def check(ok: bool, key: str, value: Any, expected: str) -> None:
+    """For a schema's ``validate()``: unless ``ok``, fail with ``key = value; expected ...``."""
+    if not ok:
+        raise ConfigValueError(key, f"{key} = {value!r}; expected {expected}")
 
 
 @dataclass
@@ -31,7 +58,7 @@ class DataConfig:
     """Which prepared dataset to read and how to sample it (CTR-GCN feeder semantics)."""
 
     dataset: str = "synthetic"
-    root: str = ""  # prepared dataset directory; empty with dataset 'synthetic': generated into the cache
+    root: str = ""  # prepared dataset directory; empty with dataset 'synthetic': the generated demo set in the cache
     stream: str = "joint"  # joint | bone | joint_motion | bone_motion
     window: int = 64
     p_interval: list[float] = field(default_factory=lambda: [0.5, 1.0])
@@ -95,15 +122,50 @@ class TrainConfig:
         # YAML reads an unquoted `no` as false: accept it for accelerate's "no"
         if str(self.mixed_precision).lower() in ("false", "no", "none"):
             self.mixed_precision = "no"
-        if self.mixed_precision not in ("no", "bf16", "fp16"):
-            raise ConfigError(f"mixed_precision must be no, bf16 or fp16, got {self.mixed_precision!r}")
+
+    def validate(self) -> None:
+        check(self.mixed_precision in ("no", "bf16", "fp16"), "mixed_precision", self.mixed_precision,
+              "no, bf16 or fp16")
+        check(self.optim.scheduler in ("step", "cosine"), "optim.scheduler", self.optim.scheduler, "step or cosine")
 
 
 T = TypeVar("T")
+Layer = tuple[str, dict]  # (where it comes from: a file path or COMMAND_LINE, its nested keys)
 
 
-def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict:
-    path = path.resolve()
+def _package_dir(package: str) -> str:
+    """``${pkgdir:PACKAGE}``: the directory of an installed top-level package, found without importing it."""
+    if "." in package:
+        raise ConfigError(f"${{pkgdir:{package}}}: name a top-level package (finding a subpackage imports its parent)")
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError(f"${{pkgdir:{package}}}: no installed package named {package!r}")
+    return str(Path(list(spec.submodule_search_locations)[0]))
+
+
+if not OmegaConf.has_resolver("pkgdir"):
+    OmegaConf.register_resolver("pkgdir", _package_dir)
+
+
+def find_config(name_or_path: str | Path, folder: str) -> Path:
+    """A YAML path as given, or ``configs/<folder>/<name>.yaml`` for a bare name (``tiny`` -> teachers/tiny.yaml)."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        return path
+    from mmcl.paths import configs_dir
+
+    candidate = configs_dir() / folder / f"{name_or_path}.yaml"
+    if not candidate.is_file():
+        known = sorted(p.stem for p in (configs_dir() / folder).glob("*.yaml"))
+        raise ConfigError(f"no config {str(name_or_path)!r} in {configs_dir() / folder}; known: {', '.join(known)}")
+    return candidate
+
+
+def read_layers(path: str | Path, seen: tuple[Path, ...] = ()) -> list[Layer]:
+    """The YAML file ``path`` as layers in merge order: its ``_base_`` files' layers first, then its own keys."""
+    path = Path(path).resolve()
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     if path in seen:
@@ -115,62 +177,142 @@ def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict:
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
     bases = raw.pop("_base_", [])
-    merged = OmegaConf.create()
+    layers = []
     for base in [bases] if isinstance(bases, str) else bases:
-        merged = OmegaConf.merge(merged, _read_yaml(path.parent / base, seen + (path,)))
-    return OmegaConf.to_container(OmegaConf.merge(merged, raw))
-
-
-def _check_keys(schema: Any, raw: Any, where: str, prefix: str = "") -> None:
-    """Fail on keys that ``schema`` (a dataclass type) does not have, suggesting the closest one."""
-    if not isinstance(raw, dict):
-        return
-    valid = {f.name: f for f in fields(schema)}
-    for key, value in raw.items():
-        dotted = f"{prefix}{key}"
-        if key not in valid:
-            candidates = [f"{prefix}{k}" for k in valid]
-            close = difflib.get_close_matches(dotted, candidates, n=1, cutoff=0.5)
-            hint = f"; did you mean {close[0]!r}?" if close else f"; valid keys here: {', '.join(candidates)}"
-            raise ConfigError(f"unknown config key {dotted!r} in {where}{hint}")
-        sub = valid[key].default_factory() if callable(valid[key].default_factory) else None
-        if is_dataclass(sub):
-            _check_keys(type(sub), value, where, dotted + ".")
+        layers += read_layers(path.parent / base, seen + (path,))
+    return layers + [(str(path), raw)]
 
 
 def parse_overrides(overrides: Sequence[str]) -> dict:
     """``["optim.lr=0.05", "data.stream=bone"]`` -> nested dict (values parsed as YAML)."""
     for item in overrides:
         if "=" not in item:
-            raise ConfigError(f"override {item!r} is not of the form dotted.key=value")
-    return OmegaConf.to_container(OmegaConf.from_dotlist(list(overrides)))
-
-
-def load_config(path: str | Path | None = None, overrides: Sequence[str] = (), schema: type[T] = TrainConfig) -> T:
-    """Load ``schema`` from an optional YAML file plus dotted overrides; unknown keys and bad types fail."""
-    layers = []
-    if path is not None:
-        raw = _read_yaml(Path(path))
-        _check_keys(schema, raw, str(path))
-        layers.append(raw)
-    if overrides:
-        raw = parse_overrides(overrides)
-        _check_keys(schema, raw, "the command line")
-        layers.append(raw)
+            raise ConfigError(f"override {item!r} on {COMMAND_LINE} is not of the form dotted.key=value")
     try:
-        merged = OmegaConf.merge(OmegaConf.structured(schema), *layers)
-        return OmegaConf.to_object(merged)
-    except OmegaConfBaseException as e:  # a value of the wrong type
+        return OmegaConf.to_container(OmegaConf.from_dotlist(list(overrides)))
+    except OmegaConfBaseException as e:
+        raise ConfigError(f"{COMMAND_LINE}: {_first_line(e)}") from None
+
+
+def _sub_schemas(schema: type) -> dict[str, type]:
+    """The fields of ``schema`` whose type is itself a dataclass, with that type."""
+    hints = get_type_hints(schema)
+    return {f.name: hints[f.name] for f in fields(schema) if is_dataclass(hints.get(f.name))}
+
+
+def _all_keys(schema: type, prefix: str = "") -> list[str]:
+    keys = []
+    subs = _sub_schemas(schema)
+    for f in fields(schema):
+        keys.append(prefix + f.name)
+        if f.name in subs:
+            keys += _all_keys(subs[f.name], f"{prefix}{f.name}.")
+    return keys
+
+
+def _closest(dotted: str, siblings: list[str], everywhere: list[str]) -> str | None:
+    """The valid key a misspelt ``dotted`` most likely meant: a close sibling, else a key anywhere with that leaf."""
+    close = difflib.get_close_matches(dotted, siblings, n=1, cutoff=0.5)
+    if close:
+        return close[0]
+    leaf = dotted.rsplit(".", 1)[-1]
+    same_leaf = [k for k in everywhere if k.rsplit(".", 1)[-1] == leaf]
+    if same_leaf:
+        return same_leaf[0]
+    close = difflib.get_close_matches(dotted, everywhere, n=1, cutoff=0.75)
+    return close[0] if close else None
+
+
+def _check_keys(schema: type, raw: Any, where: str, root: type, prefix: str = "") -> None:
+    """Fail on a key that ``schema`` does not have, naming ``where`` and the closest valid key."""
+    if not isinstance(raw, dict):
+        return
+    valid = [f.name for f in fields(schema)]
+    subs = _sub_schemas(schema)
+    for key, value in raw.items():
+        dotted = f"{prefix}{key}"
+        if key not in valid:
+            siblings = [f"{prefix}{k}" for k in valid]
+            close = _closest(dotted, siblings, _all_keys(root))
+            hint = f"; did you mean {close!r}?" if close else f"; valid keys here: {', '.join(siblings)}"
+            raise ConfigError(f"unknown config key {dotted!r} in {where}{hint}")
+        if key in subs:
+            _check_keys(subs[key], value, where, root, dotted + ".")
+
+
+def _first_line(e: Exception) -> str:
+    msg = (getattr(e, "msg", None) or str(e)).splitlines()[0]
+    return re.sub(r"^\w+ raised while resolving interpolation: ", "", msg)
+
+
+def _source(key: str, layers: Sequence[Layer]) -> str:
+    """Where the value of the dotted ``key`` comes from: the last layer that sets it, else the last file read (a
+    value missing there), else the command line."""
+    for where, raw in reversed(layers):
+        node: Any = raw
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                break
+            node = node[part]
+        else:
+            return where
+    return _main_source(layers)
+
+
+def _main_source(layers: Sequence[Layer]) -> str:
+    """The last file read, else the command line."""
+    files = [where for where, _ in layers if where not in (COMMAND_LINE, DEFAULTS)]
+    return files[-1] if files else COMMAND_LINE
+
+
+def build_config(schema: type[T], layers: Sequence[Layer]) -> T:
+    """``schema`` filled from ``layers`` (later ones win), checked key by key and by the schema's ``validate()``."""
+    merged = OmegaConf.structured(schema)
+    for where, raw in layers:
+        _check_keys(schema, raw, where, schema)
+        try:
+            merged = OmegaConf.merge(merged, raw)
+        except OmegaConfBaseException as e:  # a value of the wrong type, named with the file it is in
+            raise ConfigError(f"{where}: invalid value for config key {getattr(e, 'full_key', '?')!r}: "
+                              f"{_first_line(e)}") from None
+    try:
+        config = OmegaConf.to_object(merged)
+    except OmegaConfBaseException as e:  # a missing value or an interpolation that does not resolve
         key = getattr(e, "full_key", None) or "?"
-        msg = (getattr(e, "msg", None) or str(e)).splitlines()[0]
-        raise ConfigError(f"invalid value for config key {key!r}{f' (from {path})' if path else ''}: {msg}") from None
+        raise ConfigError(f"{_source(key, layers)}: config key {key!r}: {_first_line(e)}") from None
+    validate = getattr(config, "validate", None)
+    if validate is not None:
+        try:
+            validate()
+        except ConfigValueError as e:
+            raise ConfigError(f"{_source(e.key, layers)}: {e}") from None
+        except ConfigError as e:
+            raise ConfigError(f"{_main_source(layers)}: {e}") from None
+    return config
+
+
+def load_config(path: str | Path | None = None, overrides: Sequence[str] = (), schema: type[T] = TrainConfig,
+                defaults: Mapping[str, Any] | None = None) -> T:
+    """Load ``schema`` from an optional YAML file (with its ``_base_`` files) and dotted overrides.
+
+    ``defaults``: values under the file's (a teacher config's ``name`` is its file's stem).
+    """
+    layers: list[Layer] = [(DEFAULTS, dict(defaults))] if defaults else []
+    if path is not None:
+        layers += read_layers(path)
+    if overrides:
+        layers.append((COMMAND_LINE, parse_overrides(overrides)))
+    return build_config(schema, layers)
 
 
 def to_yaml(config: Any) -> str:
-    """The resolved configuration as YAML text."""
+    """A resolved configuration as YAML text."""
     return OmegaConf.to_yaml(OmegaConf.structured(config))
 
 
-def from_yaml(text: str, schema: type[T] = TrainConfig) -> T:
-    """Inverse of :func:`to_yaml` (used to read the configuration stored in a checkpoint)."""
-    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), yaml.safe_load(text)))
+def from_yaml(text: str, schema: type[T] = TrainConfig, where: str = "a stored configuration") -> T:
+    """Inverse of :func:`to_yaml` (reads the configuration stored in a checkpoint)."""
+    raw = yaml.safe_load(text) or {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a mapping at the top level, got {type(raw).__name__}")
+    return build_config(schema, [(where, raw)])

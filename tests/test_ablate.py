@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 import mmcl.engine.trainer
+from mmcl.config import ConfigError
 from mmcl.engine.ablate import load_plan, run_ablation
 from mmcl.paths import configs_dir
 
@@ -56,7 +57,15 @@ def test_plan_errors_name_the_file_and_key(tmp_path):
         run_ablation(load_plan(plan), variants=["fam"], out=tmp_path / "out")
     bad = tmp_path / "bad.yaml"
     bad.write_text("base: x.yaml\nseeds: [1]\nvariants: {}\nfocus: []\n")
-    with pytest.raises(ValueError, match=rf"{bad}: unknown keys \['focus'\]"):
+    with pytest.raises(ConfigError, match=rf"unknown config key 'focus' in {bad}; did you mean 'focus_classes'"):
         load_plan(bad)
-    with pytest.raises(FileNotFoundError, match="ablation plan not found"):
+    bad.write_text("base: x.yaml\nseeds: [1]\nvariants: {}\n")
+    with pytest.raises(ConfigError, match=rf"{bad}: variants = {{}}; expected at least one variant"):
+        load_plan(bad)
+    bad.write_text("base: x.yaml\nvariants: {a: []}\n")
+    with pytest.raises(ConfigError, match=f"{bad}: config key 'seeds'.*missing"):
+        load_plan(bad)
+    with pytest.raises(ConfigError, match=r"the command line: invalid value for config key 'seeds\[0\]'"):
+        load_plan(bad, ["seeds=[x]"])
+    with pytest.raises(ConfigError, match="config file not found"):
         load_plan(tmp_path / "missing.yaml")

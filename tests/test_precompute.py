@@ -17,6 +17,7 @@ from teachers.cache import CacheWriter, cache_key, open_cache, read_records, res
 from teachers.clip import preprocess_frames
 from teachers.config import ConfigError
 from teachers.precompute import Teachers, finish, precompute, process_shard, select_indices
+from teachers.tiny import ensure_tiny_teachers
 from teachers.video import crop, person_box, sample_video, square_box
 
 __all__ = ["fixture_set", "mmcl_cache"]
@@ -27,7 +28,9 @@ FAILED = {"corrupt": "cannot open video", "missing": "no video for sample", "emp
 
 @pytest.fixture(scope="module")
 def teachers(mmcl_cache) -> Teachers:
-    return Teachers(tiny_config())
+    config = tiny_config()
+    ensure_tiny_teachers(config)  # what precompute does before loading them
+    return Teachers(config)
 
 
 def _names(fixture_set, kinds) -> set[str]:

@@ -50,7 +50,7 @@ def test_config_errors_name_the_key(mmcl_cache):
         tiny_config("clip.precison=bf16")
     with pytest.raises(ConfigError, match="not of the form"):
         tiny_config("clip.precision")
-    with pytest.raises(ConfigError, match="no teacher config 'nope'"):
+    with pytest.raises(ConfigError, match=r"no config 'nope' in .*teachers; known: .*tiny"):
         load_config("nope")
 
 
@@ -61,7 +61,10 @@ def test_pkgdir_resolver_finds_the_minilm_weights(mmcl_cache):
 
 
 def test_cache_key_follows_features_not_runtime(mmcl_cache, tmp_path):
+    from teachers.tiny import ensure_tiny_teachers
+
     base = tiny_config()
+    ensure_tiny_teachers(base)  # the key holds the content fingerprints of the tiny teachers' files
     key = cache_key(base, "ntu120")
     same = ["runtime.batch_size=7", "runtime.chunk_size=3", "runtime.num_workers=4", "runtime.llm_batch_size=3",
             "video.patterns=['{name}.mp4']"]
@@ -180,6 +183,14 @@ def test_unfinished_or_foreign_cache_is_refused(tmp_path):
         CacheWriter.initialise(path, {"format": 1, "x": 2}, "")
     with pytest.raises(CacheError, match="not a finished teacher cache"):
         open_cache(tmp_path / "nothing")
+
+
+def test_the_key_of_tiny_teachers_not_built_yet_is_an_error(mmcl_cache, tmp_path, monkeypatch):
+    monkeypatch.setenv("MMCL_CACHE", str(tmp_path))
+    config = tiny_config()  # resolving names the files and builds nothing
+    assert not (tmp_path / "tiny-teachers").exists()
+    with pytest.raises(CacheError, match=r"tiny-teachers/\S+ not found \(the tiny teachers are built by `mmcl "):
+        cache_key(config, "ntu120")
 
 
 def test_tiny_teachers_are_deterministic_and_idempotent(mmcl_cache, tmp_path):

@@ -18,36 +18,32 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import yaml
+from omegaconf import MISSING
 
-from mmcl.config import load_config
+from mmcl.config import check, load_config
 from mmcl.io import atomic_path, atomic_write_text, write_json
 from mmcl.paths import configs_dir
 
 
 @dataclass
 class AblationPlan:
-    base: str
-    variants: dict[str, list[str]]
-    seeds: list[int]
-    focus_classes: list[str] = field(default_factory=list)
+    """An ablation plan (``configs/ablation/*.yaml``), loaded by :func:`mmcl.config.load_config`."""
+
+    base: str = MISSING  # the training config every run starts from, relative to the plan file
+    variants: dict[str, list[str]] = MISSING  # variant name -> the overrides that switch its modules on
+    seeds: list[int] = MISSING
+    focus_classes: list[str] = field(default_factory=list)  # classes whose accuracy the table shows
     output_dir: str = "runs/ablation"
 
+    def validate(self) -> None:
+        check(len(self.variants) > 0, "variants", self.variants, "at least one variant")
+        check(len(self.seeds) > 0, "seeds", self.seeds, "at least one seed")
 
-def load_plan(path: str | Path) -> AblationPlan:
+
+def load_plan(path: str | Path, overrides: list[str] = ()) -> AblationPlan:
     """Read an ablation plan; ``base`` is relative to the plan file."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"ablation plan not found: {path}")
-    raw = yaml.safe_load(path.read_text()) or {}
-    unknown = set(raw) - {"base", "variants", "seeds", "focus_classes", "output_dir"}
-    if unknown:
-        raise ValueError(f"{path}: unknown keys {sorted(unknown)}")
-    for key in ("base", "variants", "seeds"):
-        if key not in raw:
-            raise ValueError(f"{path}: missing key {key!r}")
-    plan = AblationPlan(**raw)
-    plan.base = str((path.parent / plan.base).resolve())
+    plan = load_config(path, overrides, schema=AblationPlan)
+    plan.base = str((Path(path).parent / plan.base).resolve())
     return plan
 
 

@@ -53,11 +53,15 @@ def ensure_teacher_cache(cfg: TrainConfig, data: PreparedData, accelerator=None)
 
     if not cfg.colearn.enabled or cfg.data.root or cfg.data.dataset != "synthetic" or cfg.colearn.teacher.cache:
         return
+    from teachers.config import load_config
+    from teachers.precompute import precompute
+    from teachers.tiny import ensure_tiny_teachers
+
+    with accelerator.main_process_first():
+        ensure_tiny_teachers(load_config(cfg.colearn.teacher.config))  # the cache key fingerprints their files
     path = teacher_cache_dir(cfg.colearn, data.info.dataset)
     if (path / "manifest.json").exists():
         return
-    from teachers.config import load_config
-    from teachers.precompute import precompute
 
     raw, _ = synthetic_paths(cfg.data.synthetic_seed)
     print(f"precomputing the teacher features of the synthetic set ({cfg.colearn.teacher.config}) into {path}")
