@@ -232,15 +232,16 @@ def precompute(config: TeacherConfig, data: PreparedData, videos: str | Path, ro
                teachers: Teachers | None = None) -> Path:
     """Fill (or complete) the teacher cache of ``config`` for ``data``; returns the cache directory.
 
-    ``splits``: the splits to process (default: all of the dataset's). Runs on every process of ``accelerator``
-    (default: a new ``accelerate.Accelerator``), each on its own shard. The tiny demo teachers are built first when
-    ``config`` names them.
+    ``splits``: the splits to process (default: all of the dataset's). Runs on every process of ``accelerator`` (an
+    ``accelerate`` Accelerator or PartialState; default: the launch's PartialState), each on its own shard. The tiny
+    demo teachers are built first when ``config`` names them.
     ``teachers``: models already loaded for this config (else they are loaded on the accelerator's device).
     """
-    from accelerate import Accelerator
+    from accelerate import PartialState
     from accelerate.utils import broadcast_object_list
 
-    acc = accelerator or Accelerator(cpu=not torch.accelerator.is_available())  # cpu=True: torchrun on CPUs shards
+    # A PartialState, not an Accelerator: it fixes no mixed precision for a training run later in this process.
+    acc = accelerator or PartialState(cpu=not torch.accelerator.is_available())  # cpu=True: torchrun on CPUs shards
     splits = default_splits(data) if splits is None else list(splits)
     videos = Path(videos)
     if not videos.is_dir():

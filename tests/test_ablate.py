@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-import mmcl.engine.trainer
+import mmcl.engine.ablate
 from mmcl.config import ConfigError
-from mmcl.engine.ablate import load_plan, run_ablation
+from mmcl.engine.ablate import launch_run, load_plan, run_ablation
 from mmcl.paths import configs_dir
 
 FOCUS = ["read a book", "use a tablet"]
@@ -33,7 +35,7 @@ def test_finished_runs_are_read_back_and_summarised(tmp_path, monkeypatch):
     def no_training(*args, **kwargs):
         raise AssertionError("a finished run was trained again")
 
-    monkeypatch.setattr(mmcl.engine.trainer, "train", no_training)
+    monkeypatch.setattr(mmcl.engine.ablate, "launch_run", no_training)
     out = tmp_path / "out"
     finished_run(out, "baseline-seed1", 0.80, 0.2)
     finished_run(out, "baseline-seed2", 0.90, 0.4)
@@ -49,6 +51,26 @@ def test_finished_runs_are_read_back_and_summarised(tmp_path, monkeypatch):
     assert table[3] == "| frm | 1 | 85.00 | 86.00 | 100.0 | 50.0 |"
     assert (out / "ablation.png").stat().st_size > 0
     assert json.loads((out / "ablation.json").read_text())["seeds"] == [1]
+
+
+def test_each_run_is_an_mmcl_train_process_that_resumes_a_killed_run(tmp_path, monkeypatch):
+    commands = []
+    monkeypatch.setattr(mmcl.engine.ablate.subprocess, "run", lambda cmd: commands.append(cmd) or
+                        subprocess.CompletedProcess(cmd, 0))
+    plan = load_plan(write_plan(tmp_path))
+    run_dir = tmp_path / "out" / "frm-seed2"
+    overrides = [*plan.variants["frm"], "seed=2", "name=frm-seed2", f"output_dir={tmp_path / 'out'}"]
+    launch_run(plan.base, overrides, run_dir)
+    assert commands[-1] == [sys.executable, "-m", "mmcl.cli", "train", "--config", plan.base, *overrides]
+    (run_dir / "state").mkdir(parents=True)
+    launch_run(plan.base, overrides, run_dir)
+    assert commands[-1][-2:] == ["--resume", str(run_dir)]
+    (run_dir / "state").rmdir()  # a run killed before its first epoch ended starts again in the same directory
+    launch_run(plan.base, overrides, run_dir)
+    assert commands[-1] == commands[0] and not run_dir.exists()
+    with pytest.raises(ConfigError, match="colearn.frm.enabeld"):
+        launch_run(plan.base, ["colearn.frm.enabeld=true"], run_dir)
+    assert len(commands) == 3
 
 
 def test_plan_errors_name_the_file_and_key(tmp_path):

@@ -161,3 +161,29 @@ def test_config_errors_name_the_key_and_path(tmp_path):
         load_config(bad)
     with pytest.raises(Exception, match=str(tmp_path / "nowhere")):
         train(load_config(None, [f"data.root={tmp_path / 'nowhere'}", f"output_dir={tmp_path}"]))
+
+
+def test_the_demo_data_is_made_by_the_entry_point_not_by_train(small_synthetic, small_prepared, session_cache,
+                                                                tmp_path, monkeypatch):
+    from mmcl.engine import demo
+
+    cfg = load_config(None, ["data.synthetic_seed=7", f"output_dir={tmp_path}", "colearn.teacher.config=tiny",
+                             "colearn.frm.enabled=true"])
+    with pytest.raises(FileNotFoundError, match=r"synthetic set \(seed 7\) is not prepared at .*`mmcl train`"):
+        train(cfg)
+    assert not (session_cache / "synthetic" / "raw-seed7").exists() and not list(tmp_path.iterdir())
+    # the entry point's step finds the set (here: the small one put in its place) and precomputes its teachers
+    (session_cache / "synthetic").mkdir(parents=True, exist_ok=True)
+    (session_cache / "synthetic" / "raw-seed7").symlink_to(small_synthetic)
+    (session_cache / "synthetic" / "prepared-seed7").symlink_to(small_prepared)
+    calls = []
+    monkeypatch.setattr("teachers.precompute.precompute", lambda *a, **k: calls.append((a, k)))
+    demo.prepare_demo(cfg)
+    (teacher, data, videos), kwargs = calls[0]
+    raw = session_cache / "synthetic" / "raw-seed7"
+    assert teacher.name == "tiny" and data.root == session_cache / "synthetic" / "prepared-seed7"
+    assert videos == raw / "videos" and kwargs == {"descriptions_path": raw / "classes.json"}
+    assert (session_cache / "tiny-teachers" / "tiny.json").is_file()  # built by this explicit step
+    demo.prepare_demo(load_config(None, [f"data.root={small_prepared}", "colearn.teacher.config=tiny",
+                                         "colearn.frm.enabled=true"]))  # a dataset of the user's: nothing to make
+    assert len(calls) == 1

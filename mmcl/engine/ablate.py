@@ -3,10 +3,11 @@
     mmcl ablate --plan configs/ablation/synthetic.yaml [--seeds 1 2 3] [--variants baseline fam_frm] [key=value ...]
 
 A plan names a base training config and, per variant, the overrides that switch its modules on. Every (variant, seed)
-run is a normal training run under ``<out>/<variant>-seed<seed>`` (the best epoch chosen on validation, the test split
-evaluated once); runs that already finished are read back, not retrained, so a killed ablation resumes. The result is a
-table of test top-1 (mean ± std over seeds), with the per-class accuracy of the classes the plan singles out (on the
-synthetic set: the pairs that differ only in the held object), as ``ablation.json``, ``ablation.md`` and
+run is a normal ``mmcl train`` run, in its own process (each may use its own precision), under
+``<out>/<variant>-seed<seed>`` (the best epoch chosen on validation, the test split evaluated once); runs that already
+finished are read back, not retrained, and a run that was killed continues from its ``state/`` (``--resume``). The
+result is a table of test top-1 (mean ± std over seeds), with the per-class accuracy of the classes the plan singles
+out (on the synthetic set: the pairs that differ only in the held object), as ``ablation.json``, ``ablation.md`` and
 ``ablation.png``.
 """
 
@@ -14,6 +15,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
+import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -93,11 +97,23 @@ def plot(rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def launch_run(base: str, overrides: list[str], run_dir: Path) -> None:
+    """The training run ``mmcl train --config base overrides...`` writing to ``run_dir``, in a process of its own;
+    continued with ``--resume`` when a killed one left its state there."""
+    load_config(base, overrides)  # a bad override fails here, naming the key, before any process starts
+    cmd = [sys.executable, "-m", "mmcl.cli", "train", "--config", base, *overrides]
+    if (run_dir / "state").is_dir():
+        cmd += ["--resume", str(run_dir)]
+    elif run_dir.exists():
+        shutil.rmtree(run_dir)  # killed before its first epoch ended: nothing to continue from
+    result = subprocess.run(cmd)
+    if result.returncode:
+        raise RuntimeError(f"ablation run failed (exit code {result.returncode}): {' '.join(cmd)}")
+
+
 def run_ablation(plan: AblationPlan, variants: list[str] | None = None, seeds: list[int] | None = None,
                  overrides: list[str] = (), out: Path | None = None) -> list[dict]:
     """Train (or read back) every (variant, seed) run and write the summary; returns its rows."""
-    from mmcl.engine.trainer import train
-
     out = Path(out or plan.output_dir)
     variants = variants or list(plan.variants)
     unknown = [v for v in variants if v not in plan.variants]
@@ -109,10 +125,9 @@ def run_ablation(plan: AblationPlan, variants: list[str] | None = None, seeds: l
             name = f"{variant}-seed{seed}"
             metrics_file = out / name / "metrics.json"
             if not metrics_file.exists():
-                cfg = load_config(plan.base, [*plan.variants[variant], *overrides, f"seed={seed}", f"name={name}",
-                                              f"output_dir={out}"])
                 print(f"== ablation run {name}")
-                train(cfg)
+                launch_run(plan.base, [*plan.variants[variant], *overrides, f"seed={seed}", f"name={name}",
+                                       f"output_dir={out}"], out / name)
             results.setdefault(variant, []).append(json.loads(metrics_file.read_text()))
     rows = summarise(results, plan.focus_classes)
     out.mkdir(parents=True, exist_ok=True)

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from mmcl.config import DataConfig, TrainConfig
+from mmcl.config import DataConfig
 from mmcl.data.adapt import ClipAdapter
 from mmcl.data.dataset import SkeletonDataset
 from mmcl.data.prepared import PreparedData
@@ -20,53 +20,19 @@ def synthetic_paths(seed: int) -> tuple[Path, Path]:
     return root / f"raw-seed{seed}", root / f"prepared-seed{seed}"
 
 
-def ensure_synthetic(seed: int) -> Path:
-    """Generate and prepare the built-in synthetic set if it is not in the cache yet; returns the prepared dir."""
-    from mmcl.data.synthetic import SynthConfig, generate
-    from mmcl.data.prepare import prepare_synthetic
-
-    raw, prepared = synthetic_paths(seed)
-    if not (prepared / "meta.json").exists():
-        if not (raw / "manifest.json").exists():
-            print(f"generating the synthetic dataset (seed {seed}) into {raw}")
-            generate(raw, SynthConfig(seed=seed))
-        print(f"preparing {raw} -> {prepared}")
-        prepare_synthetic(raw, prepared)
-    return prepared
-
-
 def resolve_data_root(cfg: DataConfig) -> Path:
-    """The prepared dataset of a run: ``data.root``, or the generated synthetic set when it is empty."""
+    """The prepared dataset of a run: ``data.root``, or the demo's synthetic set in the cache when it is empty (made
+    by the training entry point, :func:`mmcl.engine.demo.prepare_demo`)."""
     if cfg.root:
         return Path(cfg.root)
     if cfg.dataset != "synthetic":
         raise ValueError(f"data.root is empty; set it to the prepared {cfg.dataset!r} dataset "
                          f"(see `mmcl prepare --help`)")
-    return ensure_synthetic(cfg.synthetic_seed)
-
-
-def ensure_teacher_cache(cfg: TrainConfig, data: PreparedData, accelerator=None) -> None:
-    """Precompute the teacher features of the generated synthetic set when its cache is missing (the demo), sharded
-    over the processes of ``accelerator``; for any other dataset a missing cache is an error raised when the
-    co-learner opens it."""
-    from mmcl.colearn import teacher_cache_dir
-
-    if not cfg.colearn.enabled or cfg.data.root or cfg.data.dataset != "synthetic" or cfg.colearn.teacher.cache:
-        return
-    from teachers.config import load_config
-    from teachers.precompute import precompute
-    from teachers.tiny import ensure_tiny_teachers
-
-    with accelerator.main_process_first():
-        ensure_tiny_teachers(load_config(cfg.colearn.teacher.config))  # the cache key fingerprints their files
-    path = teacher_cache_dir(cfg.colearn, data.info.dataset)
-    if (path / "manifest.json").exists():
-        return
-
-    raw, _ = synthetic_paths(cfg.data.synthetic_seed)
-    print(f"precomputing the teacher features of the synthetic set ({cfg.colearn.teacher.config}) into {path}")
-    precompute(load_config(cfg.colearn.teacher.config), data, raw / "videos", accelerator=accelerator,
-               descriptions_path=raw / "classes.json")
+    _, prepared = synthetic_paths(cfg.synthetic_seed)
+    if not (prepared / "meta.json").exists():
+        raise FileNotFoundError(f"the synthetic set (seed {cfg.synthetic_seed}) is not prepared at {prepared}: "
+                                f"`mmcl train` makes it, or call mmcl.engine.demo.prepare_demo(config)")
+    return prepared
 
 
 def build_adapter(data: PreparedData, cfg: DataConfig) -> ClipAdapter | None:

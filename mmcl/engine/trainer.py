@@ -2,6 +2,11 @@
 
     accelerate launch mmcl/train.py --config configs/ntu60/xsub_joint.yaml [dotted.key=value ...] [--resume RUN_DIR]
 
+:func:`train` is :func:`setup` (run directory, accelerator, data, model, co-learning heads, optimizer, loaders; the
+saved state when resuming), then per epoch :func:`train_one_epoch`, :func:`validate` and :func:`finish_epoch`, then
+:func:`final_evaluation`. It reads prepared data and teacher caches and makes none: the demo's are made by the entry
+point (:func:`run`, through :mod:`mmcl.engine.demo`).
+
 A run directory (``<output_dir>/<name>``) receives:
 
 - ``config.yaml``: the resolved configuration;
@@ -28,15 +33,15 @@ from pathlib import Path
 import numpy as np
 import torch
 from accelerate import Accelerator, PartialState
-from accelerate.state import AcceleratorState
 from accelerate.utils import set_seed
+from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from mmcl.colearn import build_colearner
 from mmcl.config import OptimConfig, TrainConfig, load_config, to_yaml
 from mmcl.data.prepared import PreparedData
 from mmcl.engine.checkpoint import CheckpointInfo, init_from_checkpoint, save_checkpoint, save_heads
-from mmcl.engine.data import build_dataset, build_loader, ensure_teacher_cache, model_input, resolve_data_root
+from mmcl.engine.data import build_dataset, build_loader, model_input, resolve_data_root
 from mmcl.engine.metrics import classification_report, save_scores, write_report
 from mmcl.engine.module import TrainModule
 from mmcl.io import atomic_path, atomic_write_text, replace_dir, write_json
@@ -154,26 +159,45 @@ def _plot_history(history: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def train(cfg: TrainConfig, resume: str | Path | None = None) -> dict:
-    """Train, select the best epoch on validation, evaluate it once on test; returns the final metrics."""
+@dataclass
+class Run:
+    """A training run in progress, as :func:`setup` builds it for the epoch loop and the final evaluation."""
+
+    cfg: TrainConfig
+    run_dir: Path
+    accelerator: Accelerator
+    data: PreparedData
+    train_set: Dataset
+    module: torch.nn.Module  # a TrainModule, wrapped by accelerate
+    optimizer: torch.optim.Optimizer
+    train_loader: DataLoader
+    val_loader: DataLoader
+    state: TrainerState
+    deployable: torch.nn.Module  # the skeleton-only model that is validated and checkpointed
+    info: CheckpointInfo  # what every checkpoint of the run says about its model
+
+    @property
+    def colearner(self) -> torch.nn.Module | None:
+        return self.accelerator.unwrap_model(self.module).colearner
+
+
+def setup(cfg: TrainConfig, resume: str | Path | None = None) -> Run:
+    """The run directory, accelerator, data, model, co-learning heads, optimizer and loaders of a run (restored from
+    ``resume``'s ``state/`` when given). The prepared data and teacher features must exist (the entry point makes
+    the demo's: :func:`mmcl.engine.demo.prepare_demo`)."""
+    data_root = resolve_data_root(cfg.data)
     run_dir = Path(resume) if resume else resolve_run_dir(cfg)
     if resume and not (run_dir / "state").is_dir():
         raise FileNotFoundError(f"nothing to resume in {run_dir}: no state/ directory")
     PartialState().wait_for_everyone()  # every process has chosen the same run directory before any creates it
-    # One run, one precision: forget the previous run's in this process (a notebook, `mmcl ablate`); the
-    # distributed set-up (PartialState) is kept.
-    AcceleratorState._reset_state()
-    accelerator = Accelerator(mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum,
-                              log_with="tensorboard", project_dir=str(run_dir))
+    accelerator = _accelerator(cfg, run_dir)
     if accelerator.is_main_process:
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(run_dir / "config.yaml", to_yaml(cfg))
     _seed_everything(cfg.seed, cfg.deterministic)
     _set_cpu_threads(accelerator, cfg.cpu_threads)
 
-    with accelerator.main_process_first():
-        data = PreparedData(resolve_data_root(cfg.data))
-    ensure_teacher_cache(cfg, data, accelerator)
+    data = PreparedData(data_root)
     train_set = build_dataset(data, cfg.data, "train", train=True, seed=cfg.seed)
     val_set = build_dataset(data, cfg.data, "val", train=False)
     layout, num_person = model_input(data, cfg.data)
@@ -197,8 +221,7 @@ def train(cfg: TrainConfig, resume: str | Path | None = None) -> dict:
         accelerator.load_state(str(run_dir / "state"))
         accelerator.print(f"resumed {run_dir} after epoch {state.epoch}")
     accelerator.init_trackers("tensorboard")
-    unwrapped = accelerator.unwrap_model(module)
-    deployable = unwrapped.deployable()
+    deployable = accelerator.unwrap_model(module).deployable()
     accelerator.print(f"run {run_dir}: {len(train_set)} train / {len(val_set)} val samples, "
                       f"{sum(p.numel() for p in deployable.parameters()):,} deployable parameters, "
                       f"{accelerator.num_processes} process(es) on {accelerator.device}")
@@ -206,59 +229,93 @@ def train(cfg: TrainConfig, resume: str | Path | None = None) -> dict:
                           class_names=data.class_names, layout=layout, in_channels=data.info.channels,
                           num_person=num_person, stream=cfg.data.stream, window=cfg.data.window,
                           config_yaml=to_yaml(cfg), extra={})
-    t_start = time.time()
-    for epoch in range(state.epoch + 1, cfg.optim.epochs):
-        lr = learning_rate(cfg.optim, epoch)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        train_set.set_epoch(epoch)
-        train_loader.set_epoch(epoch)
-        module.train()
-        total_loss, correct, seen = 0.0, 0, 0
-        bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{cfg.optim.epochs}", leave=False,
-                   disable=not accelerator.is_local_main_process)
-        for batch in bar:
-            with accelerator.accumulate(module):
-                out = module(batch)
-                accelerator.backward(out["loss"])
-                optimizer.step()
-                optimizer.zero_grad()
-            state.global_step += 1
-            n = batch["label"].shape[0]
-            total_loss += out["loss"].item() * n
-            correct += (out["logits"].argmax(1) == batch["label"]).sum().item()
-            seen += n
-            if state.global_step % cfg.log_every == 0:
-                accelerator.log({"train/loss": out["loss"].item(), "train/lr": lr,
-                                 **{f"train/{k}": v.item() for k, v in out["losses"].items()}},
-                                step=state.global_step)
-            bar.set_postfix(loss=f"{total_loss / seen:.3f}", lr=f"{lr:.3g}")
-        record = {"epoch": epoch + 1, "lr": lr, "train_loss": total_loss / max(seen, 1),
-                  "train_top1": correct / max(seen, 1), "val_top1": None}
-        if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.optim.epochs:
-            scores, labels, _ = predict(deployable, val_loader, accelerator, desc="val")
-            record["val_top1"] = float((scores.argmax(1) == labels).mean())
-            accelerator.log({"val/top1": record["val_top1"]}, step=state.global_step)
-            if record["val_top1"] > state.best_val_top1:
-                state.best_val_top1, state.best_epoch = record["val_top1"], epoch + 1
-                if accelerator.is_main_process:
-                    save_checkpoint(run_dir / "best.safetensors", deployable,
-                                    _with_epoch(info, epoch + 1, record["val_top1"]))
-                    if unwrapped.colearner is not None:
-                        save_heads(run_dir / "best_heads.safetensors", unwrapped.colearner,
-                                   _with_epoch(info, epoch + 1, record["val_top1"]))
-        state.history.append(record)
-        state.epoch = epoch
+    return Run(cfg, run_dir, accelerator, data, train_set, module, optimizer, train_loader, val_loader, state,
+               deployable, info)
+
+
+def _accelerator(cfg: TrainConfig, run_dir: Path) -> Accelerator:
+    try:
+        return Accelerator(mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum,
+                           log_with="tensorboard", project_dir=str(run_dir))
+    except ValueError as e:
+        if "already been initialized" not in str(e):
+            raise
+        raise ValueError(f"mixed_precision={cfg.mixed_precision!r}: this process already trained with another "
+                         f"precision, and accelerate fixes it per process; start each precision in its own process "
+                         f"(`mmcl ablate` runs every run in its own)") from e
+
+
+def train_one_epoch(run: Run, epoch: int) -> dict:
+    """One pass over the training split at the schedule's learning rate; returns the epoch's record (loss, top-1)."""
+    cfg, accelerator, state = run.cfg, run.accelerator, run.state
+    lr = learning_rate(cfg.optim, epoch)
+    for group in run.optimizer.param_groups:
+        group["lr"] = lr
+    run.train_set.set_epoch(epoch)
+    run.train_loader.set_epoch(epoch)
+    run.module.train()
+    total_loss, correct, seen = 0.0, 0, 0
+    bar = tqdm(run.train_loader, desc=f"epoch {epoch + 1}/{cfg.optim.epochs}", leave=False,
+               disable=not accelerator.is_local_main_process)
+    for batch in bar:
+        with accelerator.accumulate(run.module):
+            out = run.module(batch)
+            accelerator.backward(out["loss"])
+            run.optimizer.step()
+            run.optimizer.zero_grad()
+        state.global_step += 1
+        n = batch["label"].shape[0]
+        total_loss += out["loss"].item() * n
+        correct += (out["logits"].argmax(1) == batch["label"]).sum().item()
+        seen += n
+        if state.global_step % cfg.log_every == 0:
+            accelerator.log({"train/loss": out["loss"].item(), "train/lr": lr,
+                             **{f"train/{k}": v.item() for k, v in out["losses"].items()}}, step=state.global_step)
+        bar.set_postfix(loss=f"{total_loss / seen:.3f}", lr=f"{lr:.3g}")
+    return {"epoch": epoch + 1, "lr": lr, "train_loss": total_loss / max(seen, 1),
+            "train_top1": correct / max(seen, 1), "val_top1": None}
+
+
+def validate(run: Run, record: dict) -> None:
+    """Score the deployable model on the validation split into ``record``; a new best epoch is checkpointed as
+    ``best.safetensors`` (with its co-learning heads as ``best_heads.safetensors``)."""
+    accelerator, state = run.accelerator, run.state
+    scores, labels, _ = predict(run.deployable, run.val_loader, accelerator, desc="val")
+    record["val_top1"] = float((scores.argmax(1) == labels).mean())
+    accelerator.log({"val/top1": record["val_top1"]}, step=state.global_step)
+    if record["val_top1"] > state.best_val_top1:
+        state.best_val_top1, state.best_epoch = record["val_top1"], record["epoch"]
         if accelerator.is_main_process:
-            save_checkpoint(run_dir / "last.safetensors", deployable,
-                            _with_epoch(info, epoch + 1, record["val_top1"]))
-        _save_state(accelerator, run_dir)
-        val_text = f", val top-1 {100 * record['val_top1']:.2f}%" if record["val_top1"] is not None else ""
-        accelerator.print(f"epoch {epoch + 1}/{cfg.optim.epochs}: loss {record['train_loss']:.4f}, "
-                          f"train top-1 {100 * record['train_top1']:.2f}%{val_text}, lr {lr:.4g}")
-    train_time = time.time() - t_start
-    metrics = _final_evaluation(cfg, data, accelerator, run_dir, state, train_time)
-    accelerator.end_training()
+            info = _with_epoch(run.info, record["epoch"], record["val_top1"])
+            save_checkpoint(run.run_dir / "best.safetensors", run.deployable, info)
+            if run.colearner is not None:
+                save_heads(run.run_dir / "best_heads.safetensors", run.colearner, info)
+
+
+def finish_epoch(run: Run, record: dict) -> None:
+    """Record the epoch in the history, write ``last.safetensors`` and the state ``--resume`` continues from."""
+    run.state.history.append(record)
+    run.state.epoch = record["epoch"] - 1
+    if run.accelerator.is_main_process:
+        save_checkpoint(run.run_dir / "last.safetensors", run.deployable,
+                        _with_epoch(run.info, record["epoch"], record["val_top1"]))
+    _save_state(run.accelerator, run.run_dir)
+    val_text = f", val top-1 {100 * record['val_top1']:.2f}%" if record["val_top1"] is not None else ""
+    run.accelerator.print(f"epoch {record['epoch']}/{run.cfg.optim.epochs}: loss {record['train_loss']:.4f}, "
+                          f"train top-1 {100 * record['train_top1']:.2f}%{val_text}, lr {record['lr']:.4g}")
+
+
+def train(cfg: TrainConfig, resume: str | Path | None = None) -> dict:
+    """Train, select the best epoch on validation, evaluate it once on test; returns the final metrics."""
+    run = setup(cfg, resume)
+    start = time.time()
+    for epoch in range(run.state.epoch + 1, cfg.optim.epochs):
+        record = train_one_epoch(run, epoch)
+        if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.optim.epochs:
+            validate(run, record)
+        finish_epoch(run, record)
+    metrics = final_evaluation(run, time.time() - start)
+    run.accelerator.end_training()
     return metrics
 
 
@@ -266,11 +323,12 @@ def _with_epoch(info: CheckpointInfo, epoch: int, val_top1: float | None) -> Che
     return CheckpointInfo(**{**asdict(info), "extra": {"epoch": epoch, "val_top1": val_top1}})
 
 
-def _final_evaluation(cfg: TrainConfig, data: PreparedData, accelerator: Accelerator, run_dir: Path,
-                      state: TrainerState, train_time: float) -> dict:
-    """Load the validation-selected model and evaluate it on val (for ensembles) and, once, on test."""
+def final_evaluation(run: Run, train_time: float) -> dict:
+    """Load the validation-selected model and evaluate it on val (for ensembles) and, once, on test; write the
+    metrics, scores, confusion matrix, history and curves."""
     from mmcl.engine.checkpoint import load_checkpoint
 
+    cfg, data, accelerator, run_dir, state = run.cfg, run.data, run.accelerator, run.run_dir, run.state
     accelerator.wait_for_everyone()
     model, _ = load_checkpoint(run_dir / "best.safetensors")
     model = accelerator.prepare_model(model, evaluation_mode=True)
@@ -310,9 +368,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """``mmcl train`` / ``accelerate launch mmcl/train.py``: load the config, make the demo's data when the config
+    asks for it, train."""
+    from mmcl.engine.demo import prepare_demo
+
     if args.resume:
         config = args.config or Path(args.resume) / "config.yaml"
     else:
         config = args.config or configs_dir() / DEFAULT_CONFIG
-    train(load_config(config, args.overrides), resume=args.resume)
+    cfg = load_config(config, args.overrides)
+    prepare_demo(cfg)
+    train(cfg, resume=args.resume)
     return 0

@@ -1,0 +1,66 @@
+"""The built-in demo's data step: the synthetic set and its demo teacher features, made when a run needs them.
+
+``mmcl train`` (and ``accelerate launch mmcl/train.py``) calls :func:`prepare_demo` before
+:func:`mmcl.engine.trainer.train`; the library's ``train()`` itself only reads what exists. For a config on the
+synthetic set without ``data.root`` it generates and prepares the set into the cache (once, on the main process) and,
+with co-learning, runs the configured teachers over it (sharded over the launched processes; the tiny demo teachers
+are built first).
+"""
+
+from __future__ import annotations
+
+from accelerate import PartialState
+
+from mmcl.config import TrainConfig
+from mmcl.data.prepared import PreparedData
+from mmcl.engine.data import synthetic_paths
+
+
+def uses_demo_data(cfg: TrainConfig) -> bool:
+    """Whether ``cfg`` trains on the generated synthetic set (``data.dataset: synthetic`` and no ``data.root``)."""
+    return cfg.data.dataset == "synthetic" and not cfg.data.root
+
+
+def ensure_synthetic(seed: int) -> PreparedData:
+    """Generate and prepare the built-in synthetic set if it is not in the cache yet; returns it."""
+    from mmcl.data.prepare import prepare_synthetic
+    from mmcl.data.synthetic import SynthConfig, generate
+
+    raw, prepared = synthetic_paths(seed)
+    if not (prepared / "meta.json").exists():
+        if not (raw / "manifest.json").exists():
+            print(f"generating the synthetic dataset (seed {seed}) into {raw}")
+            generate(raw, SynthConfig(seed=seed))
+        print(f"preparing {raw} -> {prepared}")
+        prepare_synthetic(raw, prepared)
+    return PreparedData(prepared)
+
+
+def ensure_teacher_features(cfg: TrainConfig, data: PreparedData) -> None:
+    """Run the teachers of ``colearn.teacher.config`` over the synthetic set unless their cache is complete."""
+    from teachers.cache import resolve_cache_dir
+    from teachers.config import load_config
+    from teachers.precompute import precompute
+    from teachers.tiny import ensure_tiny_teachers
+
+    teacher = load_config(cfg.colearn.teacher.config)
+    with PartialState().main_process_first():
+        ensure_tiny_teachers(teacher)  # before the cache key, which fingerprints their files
+    path = resolve_cache_dir(teacher, data.info.dataset)
+    if (path / "manifest.json").exists():
+        return
+    raw, _ = synthetic_paths(cfg.data.synthetic_seed)
+    print(f"precomputing the teacher features of the synthetic set ({cfg.colearn.teacher.config}) into {path}")
+    precompute(teacher, data, raw / "videos", descriptions_path=raw / "classes.json")
+
+
+def prepare_demo(cfg: TrainConfig) -> None:
+    """Make the demo data ``cfg`` trains on, if it does: the synthetic set, then its teacher features when a
+    co-learning head is on and no explicit cache is named. Every launched process calls it."""
+    if not uses_demo_data(cfg):
+        return
+    state = PartialState()
+    with state.main_process_first():
+        data = ensure_synthetic(cfg.data.synthetic_seed)
+    if cfg.colearn.enabled and not cfg.colearn.teacher.cache:
+        ensure_teacher_features(cfg, data)
