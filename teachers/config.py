@@ -162,6 +162,7 @@ class RuntimeConfig:
     llm_batch_size: int = 16
     text_batch_size: int = 64
     num_workers: int = 2
+    video_backend: str = "auto"  # auto ($MMCL_VIDEO_BACKEND, else decord when installed, else pyav) | decord | pyav
 
 
 @dataclass
@@ -206,6 +207,8 @@ class TeacherConfig:
         for key in ("batch_size", "chunk_size", "llm_batch_size", "text_batch_size"):
             check(getattr(r, key) >= 1, f"runtime.{key}", getattr(r, key), ">= 1")
         check(r.num_workers >= 0, "runtime.num_workers", r.num_workers, ">= 0")
+        check(r.video_backend in ("auto", "decord", "pyav"), "runtime.video_backend", r.video_backend,
+              "auto, decord or pyav")
 
 
 def expand_prompts(llm: LLMConfig) -> list[str]:

@@ -42,16 +42,18 @@ class VideoInputs(torch.utils.data.Dataset):
 
     ``preprocess`` is open_clip's image transform. The person box (when ``video.crop.enabled``) is computed over the
     frames sampled for CLIP and for the canvas together; CLIP gets it squared (``crop.square``), the canvas tight.
+    ``video_backend``: how videos are decoded (:func:`teachers.video.open_video`).
     """
 
     def __init__(self, data: PreparedData, indices: list[int], videos_dir: str | os.PathLike, video: VideoConfig,
-                 canvas: CanvasConfig, preprocess):
+                 canvas: CanvasConfig, preprocess, video_backend: str = "auto"):
         self.data = data
         self.indices = list(indices)
         self.videos_dir = Path(videos_dir)
         self.video = video
         self.canvas = canvas
         self.preprocess = preprocess
+        self.video_backend = video_backend
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -63,7 +65,7 @@ class VideoInputs(torch.utils.data.Dataset):
         k, kc = self.video.num_frames, self.canvas.num_frames
         try:
             path = find_video(self.videos_dir, name, self.video.patterns)
-            reader = open_video(path)
+            reader = open_video(path, self.video_backend)
             n = len(reader)
             indices = np.concatenate([uniform_indices(n, k), uniform_indices(n, kc)])
             frames = read_frames(reader, indices, path)

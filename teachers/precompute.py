@@ -46,6 +46,7 @@ from teachers.inputs import SampleInput, VideoInputs
 from teachers.llm import LLMTeacher
 from teachers.text import build_text_encoder
 from teachers.tiny import ensure_tiny_teachers
+from teachers.video import video_backend as video_backend_name
 
 
 class Teachers:
@@ -109,7 +110,8 @@ def process_shard(teachers: Teachers, config: TeacherConfig, data: PreparedData,
     done = done_names(cache_path, include_failed=not retry_failed)
     mine = [i for pos, i in enumerate(indices) if pos % world_size == rank and data.names[i] not in done]
     writer = CacheWriter(cache_path, rank, run_id)
-    inputs = VideoInputs(data, mine, videos, config.video, config.llm.canvas, teachers.clip.preprocess)
+    inputs = VideoInputs(data, mine, videos, config.video, config.llm.canvas, teachers.clip.preprocess,
+                         config.runtime.video_backend)
     loader = torch.utils.data.DataLoader(inputs, batch_size=config.runtime.batch_size,
                                          num_workers=config.runtime.num_workers, collate_fn=list)
     bar = tqdm(total=len(mine), unit="sample", desc=f"teachers, rank {rank}/{world_size}",
@@ -158,15 +160,21 @@ def embed_classes(teachers: Teachers, cache_path: Path, class_names: list[str],
     write_class_embeddings(cache_path, class_names, names_emb, descriptions, desc_emb)
 
 
-def _versions() -> dict[str, str]:
+def _versions(video_backend: str) -> dict[str, str]:
     import accelerate
-    import decord
+    import av
     import open_clip
     import transformers
 
-    return {"python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__,
-            "open_clip": open_clip.__version__, "decord": decord.__version__, "accelerate": accelerate.__version__,
-            "numpy": np.__version__}
+    versions = {"python": platform.python_version(), "torch": torch.__version__,
+                "transformers": transformers.__version__, "open_clip": open_clip.__version__, "av": av.__version__,
+                "accelerate": accelerate.__version__, "numpy": np.__version__,
+                "video_backend": video_backend_name(video_backend)}
+    if versions["video_backend"] == "decord":
+        import decord
+
+        versions["decord"] = decord.__version__
+    return versions
 
 
 def throughput(timing: dict[str, float], wall_s: float) -> dict[str, float]:
@@ -215,7 +223,7 @@ def finish(teachers: Teachers, config: TeacherConfig, data: PreparedData, videos
                              "pooling": config.text_encoder.pooling, "normalize": config.text_encoder.normalize},
         },
         "prompts": expand_prompts(config.llm),
-        "versions": _versions(),
+        "versions": _versions(config.runtime.video_backend),
         "visual_dim": teachers.clip.dim, "text_dim": teachers.text.dim, "num_frames": config.video.num_frames,
         "num_prompts": len(teachers.llm.prompts),
         **summary,

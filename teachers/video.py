@@ -1,4 +1,11 @@
-"""Video frames for the teachers: decord reading, uniform sampling, the skeleton person crop, splice/grid canvases.
+"""Video frames for the teachers: decoding (decord or PyAV), uniform sampling, the skeleton person crop, canvases.
+
+Decoding: :func:`open_video` returns a :class:`VideoReader` of one of two backends, ``decord`` (seeks by frame
+index; wheels for x86-64 only) and ``pyav`` (PyAV, everywhere: decodes sequentially up to the last frame asked for).
+``auto`` (the default of ``runtime.video_backend``) takes ``$MMCL_VIDEO_BACKEND`` when set, else decord when it is
+installed, else PyAV. Both count the same frames and return the same RGB pixels (measured: identical, maximum
+difference 0, on the NTU sample video, the synthetic videos and MPEG-4 / H.264 test videos;
+``tests/test_teachers_video.py`` checks it), so the backend is not part of the teacher cache key.
 
 Sampling: k frames of an n-frame video are the centre frames of k equal segments,
 ``index_i = floor((i + 0.5) * n / k)`` for ``i = 0..k-1``. A video with fewer than k frames is sampled the same way,
@@ -21,11 +28,12 @@ g x g grid with g = ceil(sqrt(n)), filled row-major. Each frame is resized into 
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Protocol, Sequence
 
 import numpy as np
 from PIL import Image
@@ -62,29 +70,106 @@ class SampledVideo:
         return int(self.frames.shape[2]), int(self.frames.shape[1])
 
 
-def open_video(path: str | os.PathLike):
-    """A ``decord.VideoReader`` on ``path``; :class:`VideoError` when it is missing, empty or not decodable."""
-    import decord
+VIDEO_BACKENDS = ("decord", "pyav")
 
+
+class VideoReader(Protocol):
+    """One opened video: ``len(reader)`` frames; :meth:`get` decodes some of them."""
+
+    backend: str
+
+    def __len__(self) -> int: ...
+
+    def get(self, indices: list[int]) -> np.ndarray:
+        """Frames at the sorted, distinct ``indices``, (k, H, W, 3) uint8 RGB."""
+
+
+class DecordReader:
+    backend = "decord"
+
+    def __init__(self, path: Path):
+        import decord
+
+        self._reader = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1)
+
+    def __len__(self) -> int:
+        return len(self._reader)
+
+    def get(self, indices: list[int]) -> np.ndarray:
+        return self._reader.get_batch(indices).asnumpy()
+
+
+class PyAVReader:
+    """Counts the video packets that carry data (one per frame) and decodes from the start, single-threaded."""
+
+    backend = "pyav"
+
+    def __init__(self, path: Path):
+        import av
+
+        self.path = path
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise VideoError(f"{path}: no video stream")
+            self._length = sum(1 for packet in container.demux(container.streams.video[0]) if packet.size)
+
+    def __len__(self) -> int:
+        return self._length
+
+    def get(self, indices: list[int]) -> np.ndarray:
+        import av
+
+        wanted, frames = set(indices), []
+        with av.open(str(self.path)) as container:
+            stream = container.streams.video[0]
+            stream.thread_count = 1
+            for position, frame in enumerate(container.decode(stream)):
+                if position in wanted:
+                    frames.append(frame.to_ndarray(format="rgb24"))
+                if position >= indices[-1]:
+                    break
+        if len(frames) != len(indices):
+            raise VideoError(f"{self.path}: decoded {len(frames)} of the frames {indices} (the video ends early)")
+        return np.stack(frames)
+
+
+def video_backend(name: str = "auto") -> str:
+    """The backend ``name`` stands for: ``auto`` is ``$MMCL_VIDEO_BACKEND`` when set, else decord when it is
+    installed, else PyAV."""
+    if name == "auto":
+        name = os.environ.get("MMCL_VIDEO_BACKEND", "") or ("decord" if importlib.util.find_spec("decord") else "pyav")
+    if name not in VIDEO_BACKENDS:
+        raise ValueError(f"unknown video backend {name!r}; expected auto or one of {', '.join(VIDEO_BACKENDS)}")
+    return name
+
+
+def open_video(path: str | os.PathLike, backend: str = "auto") -> VideoReader:
+    """A :class:`VideoReader` on ``path`` (``backend``: auto, decord or pyav); :class:`VideoError` when the video is
+    missing, empty or not decodable."""
     path = Path(path)
+    reader_class = {"decord": DecordReader, "pyav": PyAVReader}[video_backend(backend)]
     if not path.is_file():
         raise VideoError(f"{path}: video not found")
     if path.stat().st_size == 0:
         raise VideoError(f"{path}: video file is empty (0 bytes)")
     try:
-        reader = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1)
-    except Exception as exc:  # decord raises its own DECORDError (and RuntimeError) on unreadable input
+        reader = reader_class(path)
+    except VideoError:
+        raise
+    except Exception as exc:  # decord raises DECORDError / RuntimeError, PyAV its av.error classes
         raise VideoError(f"{path}: cannot open video ({type(exc).__name__}: {_first_line(exc)})") from None
     if len(reader) == 0:
         raise VideoError(f"{path}: video has no frames")
     return reader
 
 
-def read_frames(reader, indices: Sequence[int], path: str | os.PathLike = "") -> np.ndarray:
+def read_frames(reader: VideoReader, indices: Sequence[int], path: str | os.PathLike = "") -> np.ndarray:
     """Decode the frames at ``indices`` (k, H, W, 3) uint8; repeated indices are decoded once."""
     unique, inverse = np.unique(np.asarray(indices, dtype=np.int64), return_inverse=True)
     try:
-        frames = reader.get_batch(unique.tolist()).asnumpy()
+        frames = reader.get(unique.tolist())
+    except VideoError:
+        raise
     except Exception as exc:
         raise VideoError(f"{path}: cannot decode frames {unique.tolist()} "
                          f"({type(exc).__name__}: {_first_line(exc)})") from None
@@ -93,17 +178,17 @@ def read_frames(reader, indices: Sequence[int], path: str | os.PathLike = "") ->
     return frames[inverse]
 
 
-def sample_video(path: str | os.PathLike, num_frames: int) -> SampledVideo:
+def sample_video(path: str | os.PathLike, num_frames: int, backend: str = "auto") -> SampledVideo:
     """Sample ``num_frames`` uniform frames of a video (see the module docstring); short videos are flagged."""
-    reader = open_video(path)
+    reader = open_video(path, backend)
     n = len(reader)
     indices = uniform_indices(n, num_frames)
     return SampledVideo(read_frames(reader, indices, path), indices, n, short=n < num_frames)
 
 
-def sample_frames(path: str | os.PathLike, num_frames: int) -> np.ndarray:
+def sample_frames(path: str | os.PathLike, num_frames: int, backend: str = "auto") -> np.ndarray:
     """``num_frames`` uniformly sampled frames of a video, (k, H, W, 3) uint8."""
-    return sample_video(path, num_frames).frames
+    return sample_video(path, num_frames, backend).frames
 
 
 def find_video(videos_dir: str | os.PathLike, name: str, patterns: Sequence[str]) -> Path:

@@ -42,7 +42,7 @@ def test_cli_end_to_end(fixture_set, mmcl_cache, teachers, tmp_path):
 
     rc = main(["precompute", "--config", "tiny", "--data", str(fixture_set.prepared), "--videos",
                str(fixture_set.videos), "--out", str(tmp_path), "--class-descriptions", str(fixture_set.descriptions),
-               "runtime.num_workers=1", "runtime.batch_size=3", "runtime.chunk_size=4"])
+               "runtime.num_workers=1", "runtime.batch_size=3", "runtime.chunk_size=4", "runtime.video_backend=pyav"])
     assert rc == 0
     (path,) = tmp_path.iterdir()
     assert path.name.startswith("teachfix-tiny-")
@@ -59,6 +59,7 @@ def test_cli_end_to_end(fixture_set, mmcl_cache, teachers, tmp_path):
     assert m["splits"] == ["test", "train", "val"] and len(m["prompts"]) == 7
     assert m["last_run"]["samples"] == len(GOOD) and m["last_run"]["samples_per_s"] > 0
     assert 0 < m["last_run"]["decode_share"] < 1 and set(m["versions"]) >= {"torch", "transformers", "open_clip"}
+    assert m["versions"]["video_backend"] == "pyav"  # decoded by PyAV; the check below samples with the default
 
     data = fixture_set.data
     for name in cache.names:

@@ -7,7 +7,6 @@ import re
 from dataclasses import replace
 from pathlib import Path
 
-import decord
 import numpy as np
 import pytest
 import scipy.io
@@ -21,6 +20,7 @@ from mmcl.data.synthetic.baselines import static_pose_baseline, temporal_baselin
 from mmcl.data.synthetic.dataset import SynthConfig, generate, ntu_background
 from mmcl.data.synthetic.kinematics import J, PARENT_INDEX, forward_kinematics, sample_body
 from mmcl.data.utd_mhad import read_utd_mat
+from teachers.video import open_video
 
 SMALL = SynthConfig(subjects=2, cameras=2, replications=1, utd_subjects=1, utd_trials=1)
 
@@ -104,9 +104,9 @@ def test_hand_pixels_land_on_the_person(video_set: Path):
     checked = hits = 0
     for name in ("S001C001P001R001A001", "S001C002P002R001A015", "S001C001P002R001A012"):
         frames = parse_skeleton(video_set / "skeletons" / f"{name}.skeleton")
-        video = decord.VideoReader(str(video_set / "videos" / f"{name}_rgb.avi"))
+        video = open_video(video_set / "videos" / f"{name}_rgb.avi")
         assert len(video) == len(frames)
-        pixels = video.get_batch(list(range(len(video)))).asnumpy().astype(np.int64)
+        pixels = video.get(list(range(len(video)))).astype(np.int64)
         assert pixels.shape[1:] == (270, 480, 3)
         s, c = int(name[1:4]), int(name[5:8])
         background = ntu_background(SMALL, s, c).astype(np.int64)
@@ -182,8 +182,8 @@ def test_utd_style_set(video_set: Path):
     for a in UTD_CLASSES:
         d_skel = scipy.io.loadmat(utd / f"a{a}_s1_t1_skeleton.mat")["d_skel"]
         assert d_skel.shape[:2] == (20, 3) and 45 <= d_skel.shape[2] <= 110
-        video = decord.VideoReader(str(utd / f"a{a}_s1_t1_color.avi"))
-        assert len(video) == d_skel.shape[2] and video[0].shape == (240, 320, 3)
+        video = open_video(utd / f"a{a}_s1_t1_color.avi")
+        assert len(video) == d_skel.shape[2] and video.get([0]).shape == (1, 240, 320, 3)
     # Read back through the UTD-MHAD reader (file order -> Kinect v1 order): ShoulderCenter sits between the
     # shoulders, below the head, above the spine and the hip centre.
     joints = read_utd_mat(utd / f"a{a}_s1_t1_skeleton.mat")

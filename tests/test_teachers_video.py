@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 import numpy as np
 import pytest
 
 from conftest_teachers import (BACKGROUND, HEIGHT, NTU_SAMPLE, PERSON_COLOUR, WIDTH, fixture_set, flat_colour_frames,
                                frame_colour, person_x, write_video)
-from teachers.video import (VideoError, crop, find_video, grid, make_canvas, nearest_skeleton_frames, person_box,
-                            sample_frames, sample_video, splice, square_box, uniform_indices)
+from teachers.video import (VideoError, crop, find_video, grid, make_canvas, nearest_skeleton_frames, open_video,
+                            person_box, read_frames, sample_frames, sample_video, splice, square_box, uniform_indices,
+                            video_backend)
 
 __all__ = ["fixture_set"]
+
+HAS_DECORD = importlib.util.find_spec("decord") is not None
+# decord where it installs (x86-64 wheels), PyAV everywhere
+BACKENDS = [pytest.param("decord", marks=pytest.mark.skipif(not HAS_DECORD, reason="decord is not installed")), "pyav"]
 
 
 def test_uniform_indices_are_segment_centres():
@@ -20,33 +27,36 @@ def test_uniform_indices_are_segment_centres():
     assert uniform_indices(3, 5).tolist() == [0, 0, 1, 2, 2]
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("suffix,codec", [(".avi", "mpeg4"), (".mp4", "libx264")])
-def test_sample_frames_returns_the_right_frames(tmp_path, suffix, codec):
+def test_sample_frames_returns_the_right_frames(tmp_path, suffix, codec, backend):
     path = write_video(tmp_path / f"flat{suffix}", flat_colour_frames(20), codec=codec)
-    frames = sample_frames(path, 4)
+    frames = sample_frames(path, 4, backend)
     assert frames.shape == (4, HEIGHT, WIDTH, 3) and frames.dtype == np.uint8
     for frame, t in zip(frames, uniform_indices(20, 4)):
         assert np.abs(frame.astype(int) - frame_colour(int(t))).max() <= 8, f"frame {t}"
 
 
-def test_short_video_is_sampled_with_repeats_and_flagged(tmp_path):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_short_video_is_sampled_with_repeats_and_flagged(tmp_path, backend):
     path = write_video(tmp_path / "short.avi", flat_colour_frames(3))
-    clip = sample_video(path, 5)
+    clip = sample_video(path, 5, backend)
     assert clip.short and clip.num_video_frames == 3
     assert clip.indices.tolist() == [0, 0, 1, 2, 2]
     assert np.array_equal(clip.frames[0], clip.frames[1])
-    assert not sample_video(path, 3).short
+    assert not sample_video(path, 3, backend).short
 
 
-def test_bad_videos_raise_video_error_naming_the_path(tmp_path):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_bad_videos_raise_video_error_naming_the_path(tmp_path, backend):
     with pytest.raises(VideoError, match="missing.avi: video not found"):
-        sample_frames(tmp_path / "missing.avi", 5)
+        sample_frames(tmp_path / "missing.avi", 5, backend)
     (tmp_path / "empty.avi").write_bytes(b"")
     with pytest.raises(VideoError, match="empty.avi: video file is empty"):
-        sample_frames(tmp_path / "empty.avi", 5)
+        sample_frames(tmp_path / "empty.avi", 5, backend)
     (tmp_path / "noise.avi").write_bytes(np.random.default_rng(1).integers(0, 256, 5000, dtype=np.uint8).tobytes())
     with pytest.raises(VideoError, match="noise.avi: cannot open video"):
-        sample_frames(tmp_path / "noise.avi", 5)
+        sample_frames(tmp_path / "noise.avi", 5, backend)
     with pytest.raises(VideoError, match=r"no video for sample 'S1'.*S1_rgb.avi.*S1_rgb.mp4"):
         find_video(tmp_path, "S1", ["{name}_rgb.avi", "{name}_rgb.mp4"])
 
@@ -159,3 +169,40 @@ def test_person_crop_on_the_real_ntu_sample():
     # a square crop for CLIP still holds the whole tight box
     sx0, sy0, sx1, sy1 = square_box(box, clip.image_size)
     assert sx1 - sx0 == sy1 - sy0 and sx0 <= x0 and sy0 <= y0 and sx1 >= x1 and sy1 >= y1
+
+
+def _both_read_the_same(path, indices=None) -> int:
+    """decord and PyAV count the same frames of ``path`` and decode the same pixels at ``indices`` (all frames by
+    default); returns the frame count."""
+    decord_reader, pyav_reader = open_video(path, "decord"), open_video(path, "pyav")
+    assert len(decord_reader) == len(pyav_reader), path
+    indices = list(range(len(pyav_reader))) if indices is None else indices
+    a, b = read_frames(decord_reader, indices, path), read_frames(pyav_reader, indices, path)
+    assert a.shape == b.shape and a.dtype == b.dtype == np.uint8, path
+    assert np.array_equal(a, b), f"{path}: max difference {np.abs(a.astype(int) - b.astype(int)).max()}"
+    return len(pyav_reader)
+
+
+@pytest.mark.skipif(not HAS_DECORD, reason="decord is not installed")
+def test_decord_and_pyav_return_the_same_frames(fixture_set, small_synthetic):
+    """Measured: the same frame count and identical pixels (difference 0) on every file below."""
+    for kind in ("avi", "mp4", "short"):  # MPEG-4 in AVI like NTU's, H.264 in MP4, a 3-frame video
+        name = next(n for n, k in fixture_set.expected.items() if k == kind)
+        path = next(fixture_set.videos.glob(f"{name}_rgb.*"))
+        assert _both_read_the_same(path, [2, 0, 2, 1]) >= 3
+    for path in sorted((small_synthetic / "videos").glob("*.avi"))[:2] + sorted((small_synthetic / "utd").glob(
+            "*.avi"))[:1]:
+        _both_read_the_same(path)
+    if NTU_SAMPLE.is_dir():  # the real Kinect-v2 RGB video, 1920x1080: the frames of its first second
+        assert _both_read_the_same(NTU_SAMPLE / "S001C001P001R001A001_rgb.avi", [0, 1, 17, 29, 28]) == 103
+
+
+def test_the_backend_is_decord_when_installed_else_pyav_unless_chosen(monkeypatch):
+    monkeypatch.delenv("MMCL_VIDEO_BACKEND", raising=False)
+    assert video_backend() == ("decord" if HAS_DECORD else "pyav")
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "decord" else object())
+    assert video_backend() == "pyav"  # an ARM machine: no decord wheel
+    monkeypatch.setenv("MMCL_VIDEO_BACKEND", "decord")
+    assert video_backend() == "decord" and video_backend("pyav") == "pyav"
+    with pytest.raises(ValueError, match="unknown video backend 'opencv'"):
+        video_backend("opencv")

@@ -1,0 +1,50 @@
+"""pyproject.toml declares exactly the third-party packages that mmcl, teachers/ and benchmarks/ import."""
+
+from __future__ import annotations
+
+import ast
+import sys
+from importlib.metadata import packages_distributions
+from pathlib import Path
+
+import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+ROOT = Path(__file__).resolve().parents[1]
+NOT_IMPORTED = {"tensorboard"}  # loaded by accelerate's tensorboard tracker
+AHEAD = {"peft", "datasets"}  # declared for issue 11 (teachers' fine-tuning, dataset export), not imported yet
+
+
+def imported_modules(*folders: str) -> set[str]:
+    """Top-level modules imported anywhere in ``folders`` (absolute imports only)."""
+    found = set()
+    for folder in folders:
+        for path in (ROOT / folder).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                if isinstance(node, ast.Import):
+                    found |= {alias.name.split(".")[0] for alias in node.names}
+                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    found.add(node.module.split(".")[0])
+    return found - set(sys.stdlib_module_names) - {"mmcl", "teachers", "__future__"}
+
+
+def distributions(modules: set[str], requirements: list[Requirement]) -> set[str]:
+    """The distributions that provide ``modules``; a module of a requirement whose marker excludes this machine
+    (decord on ARM) counts under its own name."""
+    owners = packages_distributions()
+    elsewhere = {canonicalize_name(r.name) for r in requirements if r.marker and not r.marker.evaluate()}
+    missing = sorted(m for m in modules if m not in owners and canonicalize_name(m) not in elsewhere)
+    assert not missing, f"imported but not installed: {missing}"
+    return {canonicalize_name(owners[m][0]) if m in owners else canonicalize_name(m) for m in modules}
+
+
+def test_the_declared_dependencies_are_the_imported_ones():
+    tomllib = pytest.importorskip("tomllib", reason="Python 3.11's TOML reader")
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    requirements = [Requirement(r) for r in project["dependencies"]]
+    declared = {canonicalize_name(r.name) for r in requirements}
+    dev = {canonicalize_name(Requirement(r).name) for r in project["optional-dependencies"]["dev"]} - {"mmcl"}
+    assert distributions(imported_modules("mmcl", "teachers"), requirements) == declared - NOT_IMPORTED - AHEAD
+    # the benchmarks also use what the dev extra adds (psutil)
+    assert distributions(imported_modules("benchmarks"), requirements) <= declared | dev
