@@ -7,17 +7,19 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
+from torch.utils.data import default_collate
 
 from mmcl.cli import main
 from mmcl.colearn.config import FAMConfig, FRMConfig
 from mmcl.colearn.fam import FAM, contrastive_loss
 from mmcl.colearn.frm import FRM, refine_logits, soft_targets
 from mmcl.config import load_config
-from mmcl.engine.trainer import train
+from mmcl.engine.trainer import setup, train, train_one_epoch
 from mmcl.models import create_model
 
 
@@ -142,10 +144,33 @@ def test_fam_frm_training_deploys_ctrgcn_alone_and_evaluates_without_the_cache(
     assert metrics["top1"] == pytest.approx(json.loads((run / "metrics.json").read_text())["top1"])
 
 
-def test_soft_label_mode_trains(small_prepared, small_teacher_cache, tmp_path):
-    train(colearn_config(small_prepared, small_teacher_cache, tmp_path, "optim.epochs=1", "colearn.fam.enabled=false",
-                         "colearn.frm.mode=soft_label"))
-    assert (tmp_path / "colearn" / "metrics.json").is_file()
+def test_soft_label_loss_is_the_kl_to_answer_class_similarities_and_trains(small_prepared, small_teacher_cache,
+                                                                           tmp_path):
+    from teachers.cache import open_cache
+
+    t, w = 1.5, 0.3
+    run = setup(colearn_config(small_prepared, small_teacher_cache, tmp_path, "optim.epochs=1",
+                               "colearn.fam.enabled=false", "colearn.frm.mode=soft_label",
+                               f"colearn.frm.temperature={t}", f"colearn.frm.weight={w}"))
+    batch = next(iter(run.train_loader))
+    with torch.no_grad():
+        out = run.module(batch)  # in training mode, as the epoch below computes it
+    # written out from the cache's own numbers: q = softmax_c(mean_p cos(answer_p, description_c) / T),
+    # loss = w * mean_i T^2 KL(q_i || softmax(z_i / T))
+    cache = open_cache(small_teacher_cache)
+    descriptions = cache.class_embeddings()["description_embeddings"].astype(np.float64)
+    expected = []
+    for name, z in zip(batch["name"], out["logits"].double().numpy()):
+        answers = cache[name]["text"].astype(np.float64)
+        sim = np.mean([[a @ d / (np.linalg.norm(a) * np.linalg.norm(d)) for d in descriptions] for a in answers], 0)
+        q = np.exp(sim / t) / np.exp(sim / t).sum()
+        log_p = z / t - z.max() / t - np.log(np.exp((z - z.max()) / t).sum())
+        expected.append(t * t * np.sum(q * (np.log(q) - log_p)))
+    assert batch["teacher_mask"].all()
+    assert float(out["losses"]["frm"]) == pytest.approx(w * np.mean(expected), rel=1e-4)
+    record = train_one_epoch(run, 0)
+    assert np.isfinite(record["train_loss"]) and record["train_loss"] > 0
+    run.accelerator.end_training()
 
 
 def test_missing_features_fail_naming_the_sample_or_are_skipped(small_prepared, small_teacher_cache, tmp_path):
@@ -159,9 +184,29 @@ def test_missing_features_fail_naming_the_sample_or_are_skipped(small_prepared, 
     del index["rows"][gone]
     (cache / "index.json").write_text(json.dumps(index))
     with pytest.raises(KeyError, match=gone):
-        train(colearn_config(small_prepared, cache, tmp_path / "a", "optim.epochs=1"))
-    train(colearn_config(small_prepared, cache, tmp_path / "b", "optim.epochs=1", "colearn.teacher.missing=skip"))
-    assert (tmp_path / "b" / "colearn" / "metrics.json").is_file()
+        setup(colearn_config(small_prepared, cache, tmp_path / "a", "optim.epochs=1"))
+    run = setup(colearn_config(small_prepared, cache, tmp_path / "b", "optim.epochs=1", "colearn.teacher.missing=skip"))
+    assert run.train_set.missing == [gone]
+    items = [run.train_set[i] for i in range(len(run.train_set))]
+    skipped = next(item for item in items if item["name"] == gone)
+    batch = default_collate([skipped] + [item for item in items if item["name"] != gone][:7])
+    assert batch["teacher_mask"].tolist() == [False] + [True] * 7
+    run.module.eval()  # batch-norm statistics of the running averages: a row's presence changes no other row
+
+    def losses(b: dict) -> dict[str, float]:
+        with torch.no_grad():
+            return {k: float(v) for k, v in run.module(b)["losses"].items()}
+
+    full = losses(batch)
+    assert set(full) == {"cls", "fam", "frm"}
+    noisy = {**batch, "visual": batch["visual"].clone(), "text": batch["text"].clone()}
+    noisy["visual"][0] = 100 * torch.randn_like(noisy["visual"][0])
+    noisy["text"][0] = 100 * torch.randn_like(noisy["text"][0])
+    assert losses(noisy) == pytest.approx(full, rel=1e-6)  # its teacher features change nothing
+    without = losses({k: v[1:] for k, v in batch.items()})
+    assert (without["fam"], without["frm"]) == pytest.approx((full["fam"], full["frm"]), rel=1e-5)  # no teacher loss
+    assert without["cls"] != pytest.approx(full["cls"], rel=1e-4)  # but its classification loss trains it
+    run.accelerator.end_training()
 
 
 def test_a_feature_size_that_does_not_match_the_config_fails_naming_both(small_prepared, small_teacher_cache,
