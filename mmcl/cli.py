@@ -11,6 +11,7 @@ import importlib
 import os
 import sys
 
+from mmcl.cpu import passive_wait_policy
 from mmcl.errors import MmclError
 
 # What a user can cause and fix: reported on one line with exit status 2 (anything else is a bug: traceback).
@@ -50,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     name, rest = argv[0], argv[1:]
     debug = "--debug" in rest or os.environ.get("MMCL_DEBUG", "") not in ("", "0")
     rest = [a for a in rest if a != "--debug"]
+    passive_wait_policy()  # before the command imports torch: OpenMP reads it once
     module = importlib.import_module(COMMANDS[name][0])
     parser = argparse.ArgumentParser(prog=f"mmcl {name}", description=COMMANDS[name][1],
                                      epilog="--debug (or MMCL_DEBUG=1): full traceback of expected errors too")

@@ -12,6 +12,10 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
+from mmcl.cpu import passive_wait_policy
+
+passive_wait_policy()  # before torch is imported: threads that wait sleep instead of spinning on shared cores
+
 import pytest
 import torch
 
