@@ -1,7 +1,7 @@
 """Parameters and inference cost of plain CTR-GCN vs the deployed cross-modal variants (skeleton-only).
 
 The deployed model of ``colearn.mmixer`` / ``colearn.deformable`` is CTR-GCN plus the variant's skeleton-only path
-(hallucinator + fused classifier, :mod:`mmcl.colearn.crossmodal`); this script builds each from the registry, as a
+(hallucinator + fused classifier, :mod:`mmcl.models.crossmodal`); this script builds each from the registry, as a
 checkpoint is rebuilt, with the head sizes of the NTU configs (``configs/mmcl/ntu60|ntu120/xsub_joint_<variant>.yaml``)
 and of the synthetic configs (the dataclass defaults), for NTU-25 skeletons, M = 2, 60 and 120 classes, and reports:
 
@@ -23,6 +23,7 @@ import os
 import platform
 import statistics
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -30,10 +31,11 @@ from torch.utils.flop_counter import FlopCounterMode
 from tqdm import tqdm
 
 from mmcl.colearn.config import DeformableConfig, MMixerConfig
-from mmcl.colearn.crossmodal import architecture
+from mmcl.colearn.crossmodal import path_config
 from mmcl.config import load_config
 from mmcl.io import atomic_write_text
 from mmcl.models import create_model
+from mmcl.models.crossmodal_config import DeformablePathConfig, MMixerPathConfig
 from mmcl.paths import configs_dir
 
 BATCH, FRAMES, JOINTS, PERSONS, VISUAL_FRAMES = 16, 64, 25, 2, 5
@@ -43,11 +45,12 @@ def model_specs(num_classes: int) -> dict[str, tuple[str, dict]]:
     """Label -> (registry name, registry arguments) of the compared models for ``num_classes``."""
     dataset = {60: "ntu60", 120: "ntu120"}[num_classes]
     specs = {"CTR-GCN": ("ctrgcn", {})}
-    for variant, default in (("mmixer", MMixerConfig()), ("deformable", DeformableConfig())):
+    for variant, default, path_class in (("mmixer", MMixerConfig(), MMixerPathConfig),
+                                         ("deformable", DeformableConfig(), DeformablePathConfig)):
         ntu = getattr(load_config(configs_dir() / "mmcl" / dataset / f"xsub_joint_{variant}.yaml").colearn, variant)
         for label, cfg in (("NTU config", ntu), ("synthetic config", default)):
-            specs[f"{variant} ({label})"] = (f"ctrgcn_{variant}",
-                                             {"visual_frames": VISUAL_FRAMES, "head": architecture(cfg)})
+            specs[f"{variant} ({label})"] = (f"ctrgcn_{variant}", {"visual_frames": VISUAL_FRAMES,
+                                                                  "head": asdict(path_config(cfg, path_class))})
     return specs
 
 

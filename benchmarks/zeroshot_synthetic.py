@@ -32,8 +32,8 @@ import torch
 from mmcl.config import from_yaml
 from mmcl.data.prepared import PreparedData
 from mmcl.data.utd_mhad import prepare_utd_mhad
-from mmcl.engine.checkpoint import read_checkpoint_info
 from mmcl.io import atomic_write_text, write_json
+from mmcl.models.checkpoint import read_checkpoint_info
 from mmcl.paths import configs_dir
 from mmcl.zeroshot import zeroshot
 from mmcl.zeroshot.heads import heads_path

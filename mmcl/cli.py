@@ -24,7 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("mmcl.engine.trainer", "train a model (same as `accelerate launch mmcl/train.py`)"),
     "eval": ("mmcl.engine.evaluate", "evaluate a checkpoint on a prepared split, skeletons only"),
     "ensemble": ("mmcl.engine.ensemble", "fuse several streams' scores; weights searched on validation"),
-    "predict": ("mmcl.engine.predict", "top-5 classes for one .skeleton or .npy file"),
+    "predict": ("mmcl.deploy.predict", "top-5 classes for one .skeleton or .npy file"),
     "precompute": ("teachers.precompute", "run the RGB / multimodal-LLM teachers and fill a feature cache"),
     "ablate": ("mmcl.engine.ablate", "baseline vs co-learning variants over seeds on the synthetic set"),
     "zeroshot": ("mmcl.zeroshot.cli", "zero-shot evaluation on UTD-MHAD / SYSU-Action"),

@@ -12,10 +12,10 @@ from safetensors.torch import load_file
 from mmcl.cli import main
 from mmcl.config import ConfigError, load_config
 from mmcl.engine import trainer
-from mmcl.engine.checkpoint import read_checkpoint_info
 from mmcl.engine.ensemble import search_weights
 from mmcl.engine.metrics import load_scores, save_scores
 from mmcl.engine.trainer import learning_rate, train
+from mmcl.models.checkpoint import read_checkpoint_info
 
 
 def small_config(prepared: Path, out: Path, *extra: str):

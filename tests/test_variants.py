@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
-from dataclasses import replace
+from dataclasses import fields, replace
 
 import pytest
 import torch
@@ -15,17 +15,18 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 
 from mmcl.cli import main
-from mmcl.colearn import CoLearner
+from mmcl.colearn.build import CoLearner
 from mmcl.colearn.config import DeformableConfig, MMixerConfig
-from mmcl.colearn.crossmodal import (TRAINING_ONLY, align_frames, grid_points, sample_tokens, skeleton_features,
-                                     token_centres)
-from mmcl.colearn.deformable import (PartitionAttention, TokenSearch, build_deformable, joint_groups,
-                                     joint_stride_keys, partition, partition_mask, temporal_stride_keys)
-from mmcl.colearn.mmixer import build_mmixer
+from mmcl.colearn.deformable import DeformableHead
+from mmcl.colearn.mmixer import MMixerHead
 from mmcl.config import load_config
 from mmcl.data.layouts import get_layout
 from mmcl.engine.trainer import train
 from mmcl.models import create_model
+from mmcl.models.crossmodal import align_frames, grid_points, sample_tokens, skeleton_features, token_centres
+from mmcl.models.crossmodal_config import DeformablePathConfig, MMixerPathConfig
+from mmcl.models.ctrgcn_deformable import (PartitionAttention, TokenSearch, joint_groups, joint_stride_keys, partition,
+                                           partition_mask, temporal_stride_keys)
 
 K, D, CLASSES = 5, 32, 16  # visual frames, visual feature size, classes
 LAYOUTS = [("ntu25", 2), ("kinect_v1_20", 1)]
@@ -36,10 +37,10 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 def _head(variant: str, backbone, **cfg):
     if variant == "mmixer":
-        return build_mmixer(MMixerConfig(enabled=True, dim=32, heads=2, hallucinator_hidden=64, **cfg), backbone,
-                            CLASSES, (K, D))
-    return build_deformable(DeformableConfig(enabled=True, dim=32, heads=2, hallucinator_hidden=64, **cfg), backbone,
-                            CLASSES, (K, D))
+        return MMixerHead(MMixerConfig(enabled=True, dim=32, heads=2, hallucinator_hidden=64, **cfg), CLASSES,
+                          backbone.feature_dim, K, D)
+    return DeformableHead(DeformableConfig(enabled=True, dim=32, heads=2, hallucinator_hidden=64, **cfg), CLASSES,
+                          backbone.feature_dim, K, D, backbone.layout_name)
 
 
 def _batch(layout="ntu25", persons=2, n=4, frames=16, missing=(3,), seed=0):
@@ -278,7 +279,8 @@ def test_patch_tokens_take_the_spatial_path():
 def test_bad_config_values_fail_naming_the_key(key, value, message):
     backbone = create_model("ctrgcn", num_classes=CLASSES)
     with pytest.raises(ValueError, match=f"colearn.deformable.{message}"):
-        build_deformable(replace(DeformableConfig(enabled=True), **{key: value}), backbone, CLASSES, (K, D))
+        DeformableHead(replace(DeformableConfig(enabled=True), **{key: value}), CLASSES, backbone.feature_dim, K, D,
+                       backbone.layout_name)
 
 
 # --- deployment ----------------------------------------------------------------------------------------------------
@@ -295,7 +297,9 @@ def test_deployed_model_is_backbone_plus_path_and_rebuilds_from_the_registry(var
     assert keys == {f"backbone.{k}" for k in backbone.state_dict()} | {f"path.{k}" for k in head.path.state_dict()}
     assert not {id(p) for p in head.visual.parameters()} & {id(p) for p in deployed.parameters()}  # stays behind
     args = json.loads(json.dumps(deployed.registry_args))  # as the checkpoint metadata stores them
-    assert args["drop_rate"] == 0.1 and args["visual_frames"] == K and not set(args["head"]) & TRAINING_ONLY
+    path_class = MMixerPathConfig if variant == "mmixer" else DeformablePathConfig
+    assert args["drop_rate"] == 0.1 and args["visual_frames"] == K
+    assert set(args["head"]) == {f.name for f in fields(path_class)}  # the path's architecture, no training field
     rebuilt = create_model(deployed.registry_name, num_classes=CLASSES, layout=layout, in_channels=3,
                            num_person=persons, **args)
     rebuilt.load_state_dict(deployed.state_dict(), strict=True)
@@ -310,6 +314,34 @@ def test_deployed_model_is_backbone_plus_path_and_rebuilds_from_the_registry(var
         skeleton = head.path.encode(out)
         path_logits = head.path.classify(skeleton, head.path.hallucinate(skeleton))
         assert torch.allclose(logits, (path_logits + out["logits"]) / 2, atol=1e-5)
+
+
+# registry arguments as checkpoints written before the deployable models moved to mmcl.models store them
+EARLIER_ARGS = {
+    "ctrgcn_mmixer": {"drop_rate": 0.1, "visual_frames": 5, "head": {
+        "time_frequencies": 8, "hallucinator_hidden": 256, "deploy_logits": "mean", "dim": 32, "cfem": False,
+        "cfem_queries": 4, "heads": 2, "dropout": 0.1}},
+    "ctrgcn_deformable": {"drop_rate": 0.1, "visual_frames": 5, "head": {
+        "time_frequencies": 8, "hallucinator_hidden": 256, "deploy_logits": "mean", "dim": 32, "depth": 2, "heads": 2,
+        "mlp_ratio": 2.0, "ref_time": 0, "ref_space": 0, "offset_range": 0.5, "joint_scope": "frame",
+        "temporal_stride": 2, "temporal_scope": "joint", "readout": "mean", "patch_grid": 0}},
+}
+
+
+@pytest.mark.parametrize("name", sorted(EARLIER_ARGS))
+def test_earlier_checkpoints_registry_arguments_still_build_the_same_model(name):
+    args = EARLIER_ARGS[name]
+    backbone = create_model("ctrgcn", num_classes=CLASSES, drop_rate=0.1)
+    if name == "ctrgcn_mmixer":
+        head = MMixerHead(MMixerConfig(enabled=True, **args["head"]), CLASSES, backbone.feature_dim, K, D)
+    else:
+        head = DeformableHead(DeformableConfig(enabled=True, **args["head"]), CLASSES, backbone.feature_dim, K, D,
+                              backbone.layout_name)
+    trained = head.deployable(backbone)
+    assert trained.registry_args == args
+    rebuilt = create_model(name, num_classes=CLASSES, **args)
+    assert {k: v.shape for k, v in rebuilt.state_dict().items()} == {
+        k: v.shape for k, v in trained.state_dict().items()}
 
 
 def test_only_one_variant_may_deploy():
@@ -349,7 +381,7 @@ def test_training_run_deploys_a_skeleton_only_model_that_evaluates_without_the_c
     path_keys = {k[len(f"colearner.heads.{variant}."):] for k in state
                  if k.startswith(f"colearner.heads.{variant}.path.")}
     assert set(weights) - backbone_keys == path_keys
-    from mmcl.engine.checkpoint import load_checkpoint
+    from mmcl.models.checkpoint import load_checkpoint
 
     model, info = load_checkpoint(run / "best.safetensors")
     assert info.model == f"ctrgcn_{variant}"

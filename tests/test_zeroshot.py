@@ -11,18 +11,18 @@ import numpy as np
 import pytest
 import scipy.io
 import torch
-from safetensors.torch import load_file
 
 from mmcl.cli import main
+from mmcl.colearn.heads import load_head
 from mmcl.config import load_config
 from mmcl.data.layouts import LAYOUTS, Layout
 from mmcl.data.ntu_classes import NTU120_CLASSES
 from mmcl.data.prepared import PreparedData, PreparedInfo, write_prepared
 from mmcl.data.synthetic import SOURCE_CLASSES, UTD_CLASSES
 from mmcl.data.utd_mhad import UTD_MHAD_CLASSES, prepare_utd_mhad
-from mmcl.engine.checkpoint import CheckpointInfo, load_checkpoint, save_checkpoint
 from mmcl.engine.trainer import train
 from mmcl.models import create_model
+from mmcl.models.checkpoint import CheckpointInfo, load_checkpoint, save_checkpoint
 from mmcl.paths import configs_dir
 from mmcl.zeroshot import LabelMappingError, load_label_mapping, zeroshot
 from mmcl.zeroshot.protocol import zero_shot_adapter, zero_shot_dataset
@@ -223,14 +223,14 @@ def test_refinement_and_open_vocabulary(source_run, utd_prepared, utd_teacher_ca
     with torch.no_grad():
         assert torch.allclose(model.classify(features), logits, atol=1e-4)  # the features are the model's
 
-    heads = load_file(source_run / "best_heads.safetensors")
+    frm, openvocab = (load_head(source_run / "best_heads.safetensors", name) for name in ("frm", "openvocab"))
     cache = open_cache(utd_teacher_cache)
     text = torch.from_numpy(np.stack([cache[str(n)]["text"] for n in scores["names"]]))
 
     # FRM written out: p = softmax(W2 relu(W1 mean_P(text) + b1) + b2), S_R = (p0 M_pos + p1 M_neg) * S_M
-    hidden = torch.relu(text.mean(1) @ heads["heads.frm.mlp.0.weight"].T + heads["heads.frm.mlp.0.bias"])
-    p = torch.softmax(hidden @ heads["heads.frm.mlp.2.weight"].T + heads["heads.frm.mlp.2.bias"], dim=1)
-    direct = (p[:, :1] * heads["heads.frm.m_pos"] + p[:, 1:] * heads["heads.frm.m_neg"]) * logits
+    (w1, b1), (w2, b2) = ((layer.weight.detach(), layer.bias.detach()) for layer in (frm.mlp[0], frm.mlp[2]))
+    p = torch.softmax(torch.relu(text.mean(1) @ w1.T + b1) @ w2.T + b2, dim=1)
+    direct = (p[:, :1] * frm.m_pos.detach() + p[:, 1:] * frm.m_neg.detach()) * logits
     refined = scores["refined"]
     assert not np.allclose(refined, scores["logits"])
     np.testing.assert_allclose(refined, direct.numpy(), rtol=1e-4, atol=1e-4)
@@ -241,8 +241,9 @@ def test_refinement_and_open_vocabulary(source_run, utd_prepared, utd_teacher_ca
     assert metrics["mapped"]["num_clips"] == metrics["refined"]["num_clips"] == 6
 
     # open vocabulary written out: cosine of the projected feature and the class-description embeddings
-    projected = torch.relu(features @ heads["heads.openvocab.proj.0.weight"].T + heads["heads.openvocab.proj.0.bias"])
-    projected = projected @ heads["heads.openvocab.proj.2.weight"].T + heads["heads.openvocab.proj.2.bias"]
+    (w1, b1), (w2, b2) = ((layer.weight.detach(), layer.bias.detach()) for layer in (openvocab.proj[0],
+                                                                                       openvocab.proj[2]))
+    projected = torch.relu(features @ w1.T + b1) @ w2.T + b2
     classes = torch.from_numpy(cache.class_embeddings()["description_embeddings"])
     cosine = (projected / projected.norm(dim=1, keepdim=True)) @ (classes / classes.norm(dim=1, keepdim=True)).T
     np.testing.assert_allclose(scores["openvocab"], cosine.numpy(), rtol=1e-4, atol=1e-5)

@@ -1,11 +1,14 @@
 """Configuration of the training-time co-learning modules (the ``colearn`` section of a training config).
 
-Nothing here reaches the deployed model: every module configured below exists only while training.
+Torch-free. The heads configured below exist only while training; the cross-modal variants' sections also hold the
+architecture of the skeleton-only path they deploy (:mod:`mmcl.models.crossmodal_config`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
+
+from mmcl.models.crossmodal_config import DeformablePathConfig, MMixerPathConfig
 
 
 @dataclass
@@ -59,8 +62,9 @@ class OpenVocabConfig:
 
 
 @dataclass
-class CrossModalConfig:
-    """What the two cross-modal variants (M-Mixer, 3D deformable) share: their skeleton-only path and its training.
+class CrossModalTrainingConfig:
+    """How a cross-modal variant (M-Mixer, 3D deformable) is trained; its architecture fields come from the deployed
+    model's path config (:mod:`mmcl.models.crossmodal_config`).
 
     Each variant is a fused skeleton+visual classifier that runs beside the GCN while training. Its skeleton-only path
     feeds it visual tokens *hallucinated* from the skeleton features instead of the cached ones; that path (backbone,
@@ -71,44 +75,43 @@ class CrossModalConfig:
 
     enabled: bool = False
     weight: float = 1.0  # scales every loss of the head (fused CE, skeleton CE, hallucination, distillation)
-    time_frequencies: int = 8  # Fourier frequencies of the normalised-time embedding shared by both modalities
-    hallucinator_hidden: int = 256  # hidden width of the hallucinator MLP (skeleton features -> visual tokens)
     modality_dropout: float = 0.25  # fused pass: chance that a sample's real visual tokens are swapped for hallucinated
     hallucination_weight: float = 1.0  # MSE of hallucinated vs projected real visual tokens (target detached)
     distill_weight: float = 1.0  # KL from the fused pass (teacher, detached) to the deployed logits
     distill_temperature: float = 2.0
-    deploy_logits: str = "mean"  # deployed logits: mean of the path's and the GCN classifier's | path: the path's alone
     visual_dim: int = 0  # expected visual feature size; 0: whatever the cache holds
 
-
-@dataclass
-class MMixerConfig(CrossModalConfig):
-    """M-Mixer (Lee et al., arXiv 2208.11314, extended 2311.12344): MCUs over both sequences, CFEM, fused classifier."""
-
-    dim: int = 128  # width of the projected sequences and of both MCUs' recurrent state
-    cfem: bool = True  # CFEM queries extract the other modality's content | false: its time-mean (the WACV M-Mixer)
-    cfem_queries: int = 4  # learnable queries per modality
-    heads: int = 4  # attention heads of CFEM
-    dropout: float = 0.1  # before the fused classifier
+    def validate_training(self, key: str) -> None:
+        """Fail on invalid training values; ``key`` is the config section (e.g. ``colearn.mmixer``)."""
+        if not 0.0 <= self.modality_dropout < 1.0:
+            raise ValueError(f"{key}.modality_dropout must be in [0, 1), got {self.modality_dropout}")
+        if self.distill_temperature <= 0:
+            raise ValueError(f"{key}.distill_temperature must be > 0, got {self.distill_temperature}")
 
 
 @dataclass
-class DeformableConfig(CrossModalConfig):
-    """3D deformable cross-modal transformer (Kim et al., arXiv 2212.05638) over visual and per-joint pose tokens."""
+class MMixerConfig(MMixerPathConfig, CrossModalTrainingConfig):
+    """M-Mixer as a co-learning head: the training fields plus :class:`MMixerPathConfig` (the deployed path)."""
 
-    dim: int = 64  # token width
-    depth: int = 2  # L, the number of blocks
-    heads: int = 4
-    mlp_ratio: float = 2.0
-    ref_time: int = 0  # reference points along time; 0: one per visual frame
-    ref_space: int = 0  # reference points per spatial side; 0: one per patch-grid cell (1 without patch tokens)
-    offset_range: float = 0.5  # largest offset, in normalised clip units (1.0 = the whole clip / frame side)
-    joint_scope: str = "frame"  # joint-stride attention: frame (the group's joints in the same frame) | clip (any frame)
-    temporal_stride: int = 2  # s: temporal-stride attention among frames t = k (mod s)
-    temporal_scope: str = "joint"  # temporal-stride attention: joint (the same joint) | frame (every joint)
-    readout: str = "concat"  # classify from both cross-modal tokens concatenated | mean: their mean
+    def validate(self, key: str) -> None:
+        super().validate(key)
+        self.validate_training(key)
+
+
+@dataclass
+class DeformableConfig(DeformablePathConfig, CrossModalTrainingConfig):
+    """The 3D deformable transformer as a co-learning head: the training fields plus :class:`DeformablePathConfig`."""
+
     patch_dim: int = 0  # 0: frame features only; > 0: batches carry visual_patches (N, k, P, patch_dim)
-    patch_grid: int = 0  # side of the square patch grid (P = patch_grid ** 2); needed with patch_dim
+
+    def validate(self, key: str) -> None:
+        super().validate(key)
+        self.validate_training(key)
+        if self.patch_dim < 0:
+            raise ValueError(f"{key}.patch_dim must be >= 0, got {self.patch_dim}")
+        if bool(self.patch_dim) != bool(self.patch_grid):
+            raise ValueError(f"{key}.patch_dim ({self.patch_dim}) and {key}.patch_grid ({self.patch_grid}) go "
+                             f"together: set both for patch tokens, or neither")
 
 
 @dataclass

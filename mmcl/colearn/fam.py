@@ -38,7 +38,7 @@ class FAM(nn.Module):
 
     def __init__(self, cfg: FAMConfig, visual_dim: int, feature_dim: int):
         super().__init__()
-        self.cfg = cfg
+        self.cfg, self.dims = cfg, {"visual_dim": visual_dim, "feature_dim": feature_dim}
         self.pool = build_pool(cfg.pool, visual_dim, "colearn.fam.pool")
         self.proj = nn.Sequential(nn.Linear(visual_dim, cfg.hidden), nn.ReLU(inplace=True),
                                   nn.Linear(cfg.hidden, feature_dim))

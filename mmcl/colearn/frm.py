@@ -34,7 +34,7 @@ class FRM(nn.Module):
 
     def __init__(self, cfg: FRMConfig, text_dim: int, num_classes: int, class_text: torch.Tensor | None = None):
         super().__init__()
-        self.cfg = cfg
+        self.cfg, self.dims = cfg, {"text_dim": text_dim, "num_classes": num_classes}
         if cfg.mode == "refine":
             self.pool = build_pool(cfg.pool, text_dim, "colearn.frm.pool")
             self.mlp = nn.Sequential(nn.Linear(text_dim, cfg.hidden), nn.ReLU(inplace=True),
@@ -42,11 +42,12 @@ class FRM(nn.Module):
             self.m_pos = nn.Parameter(torch.ones(num_classes))
             self.m_neg = nn.Parameter(torch.ones(num_classes))
         elif cfg.mode == "soft_label":
-            if class_text is None or tuple(class_text.shape) != (num_classes, text_dim):
-                shape = None if class_text is None else tuple(class_text.shape)
+            # the class-description embeddings (C, D_t) of the teacher cache; a head rebuilt from a heads file has
+            # none (they are not trained) and cannot compute its loss
+            if class_text is not None and tuple(class_text.shape) != (num_classes, text_dim):
                 raise ValueError(f"colearn.frm.mode soft_label needs class-description embeddings of shape "
-                                 f"({num_classes}, {text_dim}) from the teacher cache, got {shape}")
-            self.register_buffer("class_text", class_text.float(), persistent=False)
+                                 f"({num_classes}, {text_dim}) from the teacher cache, got {tuple(class_text.shape)}")
+            self.register_buffer("class_text", None if class_text is None else class_text.float(), persistent=False)
         else:
             raise ValueError(f"colearn.frm.mode must be 'refine' or 'soft_label', got {cfg.mode!r}")
 
@@ -65,6 +66,8 @@ class FRM(nn.Module):
             if not mask.any():  # no teacher text in this batch: a zero that keeps every parameter in the graph
                 return {"frm": refined.sum() * 0.0}
             return {"frm": self.cfg.weight * F.cross_entropy(refined[mask], batch["label"][mask])}
+        if self.class_text is None:
+            raise ValueError("a soft-label FRM needs the class-description embeddings of the teacher cache")
         t = self.cfg.temperature
         target = soft_targets(text, self.class_text, t)
         kl = F.kl_div(F.log_softmax(logits / t, dim=1), target, reduction="none").sum(1) * t * t

@@ -15,10 +15,10 @@ from accelerate import Accelerator
 
 from mmcl.config import DataConfig, from_yaml
 from mmcl.data.prepared import PreparedData
-from mmcl.engine.checkpoint import CheckpointInfo, load_checkpoint
 from mmcl.engine.data import build_dataset, build_loader, model_input
 from mmcl.engine.metrics import classification_report, save_scores, write_report
 from mmcl.engine.trainer import predict
+from mmcl.models.checkpoint import CheckpointInfo, load_checkpoint
 
 
 def check_compatible(info: CheckpointInfo, data: PreparedData, data_cfg: DataConfig, checkpoint: Path) -> None:

@@ -37,15 +37,16 @@ from accelerate.utils import set_seed
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from mmcl.colearn import build_colearner
+from mmcl.colearn.build import build_colearner
+from mmcl.colearn.heads import save_heads
 from mmcl.config import OptimConfig, TrainConfig, load_config, to_yaml
 from mmcl.data.prepared import PreparedData
-from mmcl.engine.checkpoint import CheckpointInfo, init_from_checkpoint, save_checkpoint, save_heads
 from mmcl.engine.data import build_dataset, build_loader, model_input, resolve_data_root
 from mmcl.engine.metrics import classification_report, save_scores, write_report
 from mmcl.engine.module import TrainModule
 from mmcl.io import atomic_path, atomic_write_text, replace_dir, write_json
 from mmcl.models import create_model
+from mmcl.models.checkpoint import CheckpointInfo, init_from_checkpoint, save_checkpoint
 from mmcl.paths import configs_dir
 
 DEFAULT_CONFIG = "synthetic/ctrgcn_joint.yaml"
@@ -326,7 +327,7 @@ def _with_epoch(info: CheckpointInfo, epoch: int, val_top1: float | None) -> Che
 def final_evaluation(run: Run, train_time: float) -> dict:
     """Load the validation-selected model and evaluate it on val (for ensembles) and, once, on test; write the
     metrics, scores, confusion matrix, history and curves."""
-    from mmcl.engine.checkpoint import load_checkpoint
+    from mmcl.models.checkpoint import load_checkpoint
 
     cfg, data, accelerator, run_dir, state = run.cfg, run.data, run.accelerator, run.run_dir, run.state
     accelerator.wait_for_everyone()

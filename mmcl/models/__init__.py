@@ -1,5 +1,7 @@
-"""Skeleton models: the registry (``create_model``, ``list_models``, ``register_model``), CTR-GCN and checkpoint
-loading helpers.
+"""Deployable skeleton models: the registry (``create_model``, ``list_models``, ``register_model``), one file per
+model (CTR-GCN; CTR-GCN with the M-Mixer or 3D deformable skeleton-only path) and checkpoints (:mod:`.checkpoint`).
+
+Nothing here imports training code (:mod:`mmcl.colearn`, :mod:`mmcl.engine`, ``teachers``).
 
 ``import mmcl.models`` stays cheap: torch and the model code load on first use of a model or helper.
 """

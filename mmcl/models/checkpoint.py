@@ -1,17 +1,37 @@
-"""Loading state dicts from other code bases: the reference CTR-GCN's ``.pt`` files and DataParallel/DDP checkpoints.
+"""Checkpoints: mmcl's deployable checkpoint, and state dicts from other code bases.
 
-mmcl's own checkpoints (safetensors) are written and read by the training engine.
+**The deployable checkpoint** (``best.safetensors`` / ``last.safetensors`` of a run) is one safetensors file holding
+the skeleton model alone. Its tensors are the model's ``state_dict`` (for CTR-GCN exactly the reference
+implementation's keys); its metadata (:class:`CheckpointInfo`) holds what is needed to rebuild and use the model:
+registry name and arguments, class names, layout, input stream and window, and the resolved training configuration.
+No teacher, co-learning head or optimizer state is ever written there: the training state for ``--resume`` lives in
+the run's ``state/`` directory, the co-learning heads in ``best_heads.safetensors`` (:mod:`mmcl.colearn.heads`).
+:func:`load_checkpoint` rebuilds the model through the registry; nothing from training is imported.
+
+**Other code bases**: the reference CTR-GCN's ``.pt`` files (:func:`load_reference_checkpoint`) and
+DataParallel / DDP / torch.compile prefixes (:func:`load_state_dict_flexible`).
 """
 
 from __future__ import annotations
 
+import json
+import os
 import pickle
 from collections import OrderedDict
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
+
+from mmcl.io import atomic_path
+from mmcl.models.registry import create_model
+
+FORMAT = "mmcl-skeleton-model-v1"
 
 # Prefixes added by wrappers: DataParallel / DistributedDataParallel ("module."), torch.compile ("_orig_mod.").
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")
@@ -83,3 +103,112 @@ def load_reference_checkpoint(path: str | Path) -> OrderedDict[str, Tensor]:
                          f"{', '.join(map(repr, bad[:5]))}{' ...' if len(bad) > 5 else ''} "
                          "(if the file wraps a state dict, pass that entry to load_state_dict_flexible)")
     return strip_wrapper_prefixes(state_dict)
+
+
+@dataclass
+class CheckpointInfo:
+    """What a deployable checkpoint says about its model."""
+
+    model: str
+    model_args: dict[str, Any]
+    class_names: list[str]
+    layout: str
+    in_channels: int
+    num_person: int
+    stream: str
+    window: int
+    config_yaml: str
+    extra: dict[str, Any]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def to_metadata(self) -> dict[str, str]:
+        """The safetensors metadata entries (strings) holding this info."""
+        return {"model": self.model, "model_args": json.dumps(self.model_args),
+                "class_names": json.dumps(self.class_names), "layout": self.layout,
+                "in_channels": str(self.in_channels), "num_person": str(self.num_person), "stream": self.stream,
+                "window": str(self.window), "config": self.config_yaml, "extra": json.dumps(self.extra)}
+
+    @classmethod
+    def from_metadata(cls, meta: Mapping[str, str]) -> CheckpointInfo:
+        """The inverse of :meth:`to_metadata`."""
+        return cls(model=meta["model"], model_args=json.loads(meta["model_args"]),
+                   class_names=json.loads(meta["class_names"]), layout=meta["layout"],
+                   in_channels=int(meta["in_channels"]), num_person=int(meta["num_person"]), stream=meta["stream"],
+                   window=int(meta["window"]), config_yaml=meta["config"], extra=json.loads(meta.get("extra", "{}")))
+
+
+def write_safetensors(path: str | os.PathLike, tensors: Mapping[str, Tensor], metadata: Mapping[str, str]) -> Path:
+    """Write ``tensors`` (moved to the CPU, contiguous) and string ``metadata`` to ``path`` atomically."""
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=dict(metadata))
+    return Path(path)
+
+
+def read_metadata(path: str | os.PathLike, file_format: str) -> dict[str, str]:
+    """The metadata of an mmcl safetensors file, which must be of ``file_format`` (a deployable checkpoint's
+    :data:`FORMAT`, or a heads file's); the error says which file is which."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except Exception as e:
+        raise ValueError(f"{path} is not a safetensors file: {e}") from None
+    if meta.get("format") != file_format:
+        what = "deployable checkpoint" if file_format == FORMAT else "heads file"
+        raise ValueError(f"{path} is not an mmcl {what} (format {meta.get('format')!r}, expected {file_format!r}); a "
+                         f"run's best.safetensors / last.safetensors are deployable checkpoints, "
+                         f"best_heads.safetensors holds its co-learning heads")
+    return meta
+
+
+def save_checkpoint(path: str | os.PathLike, model: nn.Module, info: CheckpointInfo) -> Path:
+    """Write ``model``'s weights and ``info`` to ``path`` as a deployable checkpoint, atomically."""
+    return write_safetensors(path, model.state_dict(), {"format": FORMAT, **info.to_metadata()})
+
+
+def read_checkpoint_info(path: str | os.PathLike) -> CheckpointInfo:
+    """The metadata of a deployable checkpoint, without loading its tensors."""
+    return CheckpointInfo.from_metadata(read_metadata(path, FORMAT))
+
+
+def build_model(info: CheckpointInfo) -> nn.Module:
+    """An untrained model of the checkpoint's architecture, from the registry."""
+    return create_model(info.model, num_classes=info.num_classes, layout=info.layout, in_channels=info.in_channels,
+                        num_person=info.num_person, **info.model_args)
+
+
+def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[nn.Module, CheckpointInfo]:
+    """Rebuild the model of a deployable checkpoint and load its weights (strict), in eval mode."""
+    info = read_checkpoint_info(path)
+    model = build_model(info)
+    load_state_dict_flexible(model, load_file(str(path)), strict=True)
+    return model.to(device).eval(), info
+
+
+def init_from_checkpoint(model: nn.Module, path: str | os.PathLike, stream: str) -> list[str]:
+    """Load a deployable checkpoint's weights into ``model`` to fine-tune it on ``stream``; returns the keys left as
+    initialised.
+
+    The checkpoint must have been trained on the same input stream, and every tensor must fit (an error names the key
+    and both shapes), except the classifier (``fc.*``) when the class count differs: it then keeps its fresh
+    initialisation for the new label space.
+    """
+    info = read_checkpoint_info(path)
+    if info.stream != stream:
+        raise ValueError(f"{path} was trained on the {info.stream!r} stream; this run reads {stream!r}")
+    weights = load_file(str(path))
+    own = model.state_dict()
+    skipped = [k for k in ("fc.weight", "fc.bias") if k in weights and k in own and weights[k].shape != own[k].shape]
+    for k in skipped:
+        weights[k] = own[k]
+    load_state_dict_flexible(model, weights, strict=True)
+    if skipped:
+        print(f"initialised from {path} ({info.num_classes} classes); the classifier is new for "
+              f"{own['fc.weight'].shape[0]} classes")
+    return skipped

@@ -11,9 +11,8 @@ import importlib
 from collections.abc import Callable
 from typing import Any
 
-# Modules whose import registers models. The cross-modal co-learning variants register their deployed models
-# (CTR-GCN plus a skeleton-only path) where they are defined.
-MODEL_MODULES: tuple[str, ...] = ("mmcl.models.ctrgcn", "mmcl.colearn.mmixer", "mmcl.colearn.deformable")
+# Modules whose import registers models; all of them in mmcl.models (the registry imports no training code).
+MODEL_MODULES: tuple[str, ...] = ("mmcl.models.ctrgcn", "mmcl.models.ctrgcn_mmixer", "mmcl.models.ctrgcn_deformable")
 MODEL_MODULES += ("mmcl.models.bigru", "mmcl.models.skeletonmae")  # self-supervised pre-training encoders
 
 _FACTORIES: dict[str, Callable[..., Any]] = {}

@@ -8,7 +8,8 @@ recorded with another sensor (Kinect v1, 20 joints):
 - :mod:`.labelmap`: label mapping files (``configs/zeroshot/*.yaml``), target class -> source class;
 - :mod:`.refine`: the "w/ refine" rows: the run's FRM with the target clips' teacher text;
 - :mod:`.openvocab`: open-vocabulary scoring of every target class through the run's text-space projection;
-- :mod:`.teacher`, :mod:`.heads`: the target teacher cache and the run's heads, checked to belong to the source run;
+- :mod:`.teacher`, :mod:`.heads`: the target teacher cache and the run's heads file, checked to belong to the source
+  run (the heads are loaded by name, :func:`mmcl.colearn.heads.load_head`);
 - :mod:`.targets`: the target datasets, prepared or raw; :mod:`.report`: outputs; :mod:`.evaluate`:
   :func:`zeroshot`, all of it in one call; :mod:`.cli`: ``mmcl zeroshot``.
 

@@ -20,11 +20,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mmcl.engine.checkpoint import load_checkpoint
+from mmcl.config import from_yaml
 from mmcl.engine.metrics import classification_report, plot_confusion
 from mmcl.io import write_json
+from mmcl.models.checkpoint import load_checkpoint
 from mmcl.paths import configs_dir
-from mmcl.zeroshot.heads import load_run_heads
+from mmcl.zeroshot.heads import run_heads_file
 from mmcl.zeroshot.labelmap import load_label_mapping
 from mmcl.zeroshot.openvocab import load_projection, openvocab_scores
 from mmcl.zeroshot.protocol import extract, mapped_metrics, selected_names, zero_shot_adapter, zero_shot_dataset
@@ -69,19 +70,20 @@ def zeroshot(checkpoint: str | os.PathLike, dataset: str, data: str | os.PathLik
     names = selected_names(prepared, split)
 
     # Everything the teacher-side scores need is checked before the model runs.
-    frm = text = projection = None
+    frm = text = projection = target_text = None
     if refine or openvocab:
-        run_heads = load_run_heads(checkpoint, info, heads)
-        cache = open_target_cache(teacher_cache, run_heads.config, prepared)
+        heads_file = run_heads_file(checkpoint, info, heads)
+        run = from_yaml(info.config_yaml)
+        cache = open_target_cache(teacher_cache, run, prepared)
         if refine:
-            check_same_teacher(cache, run_heads.config, ("text_encoder", "llm"), "refinement")
-            frm = load_frm(run_heads, info.num_classes)
+            check_same_teacher(cache, run, ("text_encoder", "llm"), "refinement")
+            frm = load_frm(heads_file, info.num_classes)
             text = clip_text(cache, names)
         if openvocab:
-            check_same_teacher(cache, run_heads.config, ("text_encoder",), "open-vocabulary scoring")
-            openvocab_text = openvocab_text or run_heads.config.colearn.openvocab.target
-            projection = load_projection(run_heads, model.feature_dim,
-                                         class_text(cache, prepared.class_names, openvocab_text))
+            check_same_teacher(cache, run, ("text_encoder",), "open-vocabulary scoring")
+            openvocab_text = openvocab_text or run.colearn.openvocab.target
+            target_text = class_text(cache, prepared.class_names, openvocab_text)
+            projection = load_projection(heads_file, model.feature_dim, target_text.shape[1])
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     clips = extract(model, zero_shot_dataset(prepared, info, adapter, split), batch_size, num_workers, device)
@@ -112,7 +114,7 @@ def zeroshot(checkpoint: str | os.PathLike, dataset: str, data: str | os.PathLik
         plot_mapped_confusion(refined, out / "confusion_refined.png", f"{dataset} zero-shot, mapped, w/ refine: "
                               f"top-1 {100 * refined.top1:.2f}% ({refined.num_clips} clips)")
     if projection is not None:
-        scores["openvocab"] = openvocab_scores(projection, clips.features)
+        scores["openvocab"] = openvocab_scores(projection, clips.features, target_text)
         report = classification_report(scores["openvocab"], clips.labels, prepared.class_names)
         metrics["openvocab"] = {**report.to_dict(), "num_clips": report.num_samples,
                                 "num_classes": prepared.num_classes, "text": openvocab_text}

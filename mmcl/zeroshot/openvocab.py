@@ -8,29 +8,29 @@ feature and the text embedding of that class's name or description, made by the 
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import torch
 
+from mmcl.colearn.heads import load_head
 from mmcl.colearn.openvocab import OpenVocabHead, open_vocab_scores
-from mmcl.zeroshot.heads import RunHeads
 
 
-def load_projection(heads: RunHeads, feature_dim: int, class_text: np.ndarray) -> OpenVocabHead:
-    """The run's open-vocabulary head with its trained projection, scoring against ``class_text`` (C, D_t)."""
-    state = heads.head("openvocab", "open-vocabulary scoring")
-    weight_in, weight_out = state["proj.0.weight"], state["proj.2.weight"]
-    if weight_in.shape[1] != feature_dim:
-        raise ValueError(f"{heads.path}: the projection takes {weight_in.shape[1]}-d features, the checkpoint gives "
-                         f"{feature_dim}")
-    if class_text.ndim != 2 or class_text.shape[1] != weight_out.shape[0]:
-        raise ValueError(f"{heads.path}: the projection maps into a {weight_out.shape[0]}-d text space; the target "
-                         f"class texts have shape {class_text.shape}")
-    head = OpenVocabHead(heads.config.colearn.openvocab, feature_dim, torch.from_numpy(class_text))
-    head.load_state_dict(state, strict=True)
-    return head.eval()
+def load_projection(heads_file: str | os.PathLike, feature_dim: int, text_dim: int) -> OpenVocabHead:
+    """The run's open-vocabulary head with its trained projection, checked to take ``feature_dim``-d features (the
+    checkpoint's) into a ``text_dim``-d text space (the target class texts')."""
+    head = load_head(heads_file, "openvocab")
+    if head.dims["feature_dim"] != feature_dim:
+        raise ValueError(f"{heads_file}: the projection takes {head.dims['feature_dim']}-d features, the checkpoint "
+                         f"gives {feature_dim}")
+    if head.dims["text_dim"] != text_dim:
+        raise ValueError(f"{heads_file}: the projection maps into a {head.dims['text_dim']}-d text space; the target "
+                         f"class texts are {text_dim}-d")
+    return head
 
 
 @torch.no_grad()
-def openvocab_scores(head: OpenVocabHead, features: np.ndarray) -> np.ndarray:
-    """Cosine similarities (N, C) between the projected features (N, D) and the head's class texts."""
-    return open_vocab_scores(head.proj(torch.from_numpy(features)), head.class_text).numpy()
+def openvocab_scores(head: OpenVocabHead, features: np.ndarray, class_text: np.ndarray) -> np.ndarray:
+    """Cosine similarities (N, C) between the projected features (N, D) and the class texts (C, D_t)."""
+    return open_vocab_scores(head.project(torch.from_numpy(features)), torch.from_numpy(class_text)).numpy()

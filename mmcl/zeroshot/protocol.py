@@ -29,8 +29,8 @@ from tqdm.auto import tqdm
 from mmcl.data.adapt import ClipAdapter
 from mmcl.data.dataset import SkeletonDataset
 from mmcl.data.prepared import SPLIT_NAMES, PreparedData
-from mmcl.engine.checkpoint import CheckpointInfo
 from mmcl.engine.metrics import topk_accuracy
+from mmcl.models.checkpoint import CheckpointInfo
 from mmcl.zeroshot.labelmap import LabelMapping
 
 SPLITS = ("all", *SPLIT_NAMES)

@@ -8,33 +8,31 @@ path; a run trained with ``colearn.frm.mode=soft_label`` has nothing to refine w
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import torch
 
 from mmcl.colearn.frm import FRM
-from mmcl.zeroshot.heads import RunHeads
+from mmcl.colearn.heads import load_head
 
 
-def load_frm(heads: RunHeads, num_classes: int) -> FRM:
+def load_frm(heads_file: str | os.PathLike, num_classes: int) -> FRM:
     """The run's FRM with its trained weights, in eval mode; ``num_classes``: the checkpoint's."""
-    cfg = heads.config.colearn.frm
-    state = heads.head("frm", "refinement")
-    if cfg.mode != "refine":
-        raise ValueError(f"refinement needs FRM trained in 'refine' mode; the run of {heads.path} used "
-                         f"colearn.frm.mode={cfg.mode!r}")
-    text_dim = state["mlp.0.weight"].shape[1]
-    if state["m_pos"].shape[0] != num_classes:
-        raise ValueError(f"{heads.path}: FRM refines {state['m_pos'].shape[0]} classes, the checkpoint has "
+    frm = load_head(heads_file, "frm")
+    if frm.cfg.mode != "refine":
+        raise ValueError(f"refinement needs FRM trained in 'refine' mode; the run of {heads_file} used "
+                         f"colearn.frm.mode={frm.cfg.mode!r}")
+    if frm.dims["num_classes"] != num_classes:
+        raise ValueError(f"{heads_file}: FRM refines {frm.dims['num_classes']} classes, the checkpoint has "
                          f"{num_classes}")
-    frm = FRM(cfg, text_dim, num_classes)
-    frm.load_state_dict(state, strict=True)
-    return frm.eval()
+    return frm
 
 
 @torch.no_grad()
 def refined_scores(frm: FRM, logits: np.ndarray, text: np.ndarray) -> np.ndarray:
     """S_R (N, C) for the frozen model's logits (N, C) and the clips' answer embeddings (N, P, D_t)."""
-    expected = frm.mlp[0].in_features
+    expected = frm.dims["text_dim"]
     if text.ndim != 3 or text.shape[2] != expected or len(text) != len(logits):
         raise ValueError(f"FRM takes text features (N={len(logits)}, P, {expected}), got shape {text.shape}")
     return frm.refined(torch.from_numpy(logits), torch.from_numpy(text)).numpy()
