@@ -3,8 +3,8 @@
 A model trained on the source dataset (NTU RGB+D 120, or the synthetic set) is frozen and applied to a target dataset
 recorded with another sensor (Kinect v1, 20 joints):
 
-- :mod:`.protocol`: the published protocol (joint mapping with the documented fill rule and mask, an all-zero second
-  person, centring, centre crop 0.95 resized to the window) and the mapped top-1 / top-5;
+- :mod:`.protocol`: the published protocol (joint mapping with the documented fill rule, an all-zero second person,
+  centring, centre crop 0.95 resized to the window) and the mapped top-1 / top-5;
 - :mod:`.labelmap`: label mapping files (``configs/zeroshot/*.yaml``), target class -> source class;
 - :mod:`.refine`: the "w/ refine" rows: the run's FRM with the target clips' teacher text;
 - :mod:`.openvocab`: open-vocabulary scoring of every target class through the run's text-space projection;

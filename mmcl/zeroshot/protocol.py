@@ -5,8 +5,9 @@ protocol does, by :class:`mmcl.data.adapt.ClipAdapter` and then the evaluation t
 
 1. joints mapped to the checkpoint's layout by name (:func:`mmcl.data.layouts.layout_mapping`): Kinect v1's 20
    joints take NTU-25's first 20 slots, the five NTU joints Kinect v1 lacks are filled by the documented rule (a
-   copy of the nearest joint, :data:`mmcl.data.layouts.FILL_RULES`) and marked 0 in the joint mask (items carry it as
-   ``joint_mask``; it is recorded in ``metrics.json``);
+   copy of the nearest joint, :data:`mmcl.data.layouts.FILL_RULES`). The model sees the copies like observed joints;
+   the joint mask (0 for the filled ones; items carry it as ``joint_mask``) is recorded in ``metrics.json``, not
+   applied: a frozen GCN has no input for it;
 2. all-zero persons added up to the checkpoint's person count (NTU: an all-zero second person);
 3. every frame translated so that actor 1's centre joint (index 1, SpineMid) of frame 0 is the origin;
 4. the checkpoint's stream (joint / bone / motion) after a centre crop keeping 0.95 of the frames, resized to the
