@@ -1,4 +1,4 @@
-"""Model registry: every registered model builds, runs forward and backward for every layout."""
+"""Model registry: every registered model builds, runs forward and backward for every layout (timm style)."""
 
 from __future__ import annotations
 
@@ -19,25 +19,27 @@ SMALL = {"bigru": {"hidden_size": 16}}  # models whose default size is slow on a
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def test_registered_models():
-    assert "ctrgcn" in list_models()
-    assert list_models() == sorted(list_models())
-
-
 @pytest.mark.parametrize("name", list_models())
 @pytest.mark.parametrize("layout, persons", LAYOUTS)
 def test_every_model_runs_forward_and_backward(name, layout, persons):
+    """Every registered model (a new one is picked up here without a line of test): built for each layout, tiny input,
+    output shapes, and a gradient for every trainable parameter."""
     torch.manual_seed(0)
     model = create_model(name, num_classes=7, layout=layout, in_channels=3, num_person=persons, **SMALL.get(name, {}))
     joints = get_layout(layout).num_joints
     assert (model.num_classes, model.layout_name, model.num_person) == (7, layout, persons)
+    assert (model.registry_name, model.registry_args) == (name, SMALL.get(name, {}))
     x = torch.randn(2, 3, 8, joints, persons)
     logits = model(x)
-    assert logits.shape == (2, 7)
+    assert logits.shape == (2, 7) and torch.isfinite(logits).all()
     torch.nn.functional.cross_entropy(logits, torch.tensor([0, 3])).backward()
-    for param_name, p in model.named_parameters():
+    trainable = [(param_name, p) for param_name, p in model.named_parameters() if p.requires_grad]
+    assert trainable
+    for param_name, p in trainable:
         assert p.grad is not None and torch.isfinite(p.grad).all(), param_name
+    assert sum(p.grad.abs().sum() for _, p in trainable) > 0
     features = model.forward_features(x)
+    assert features["logits"].shape == (2, 7)
     assert features["global_feature"].shape == (2, model.feature_dim)
     if "feature_map" in features:  # per-joint maps of graph models (the BiGRU reads a frame as one vector)
         assert features["feature_map"].shape[:2] == (2 * persons, model.feature_dim)

@@ -87,7 +87,8 @@ def test_a_second_run_gets_its_own_directory(small_prepared, tmp_path):
     assert trainer.resolve_run_dir(cfg) == tmp_path / "small-1"
 
 
-def test_eval_and_predict_use_the_checkpoint_alone(finished_run: Path, small_prepared, tmp_path, capsys):
+def test_eval_and_predict_use_the_checkpoint_alone(finished_run: Path, small_prepared, small_synthetic, tmp_path,
+                                                  capsys):
     out = tmp_path / "eval"
     assert main(["eval", "--checkpoint", str(finished_run / "best.safetensors"), "--data", str(small_prepared),
                  "--split", "test", "--out", str(out), "--workers", "0"]) == 0
@@ -95,18 +96,31 @@ def test_eval_and_predict_use_the_checkpoint_alone(finished_run: Path, small_pre
     assert metrics["top1"] == pytest.approx(json.loads((finished_run / "metrics.json").read_text())["top1"])
     assert (out / "test_confusion.png").is_file()
 
+    # predict on one test sample, given as the raw .skeleton file and as the prepared (T, M, V, C) array, gives the
+    # logits `mmcl eval` gave that sample, and prints the top-5 of their softmax
     from mmcl.data.prepared import PreparedData
+    from mmcl.deploy.predict import predict_logits
+    from mmcl.models.checkpoint import load_checkpoint
 
     data = PreparedData(small_prepared)
-    i = int(data.split("test")[0])
+    evaluated = load_scores(out / "test_scores.npz")
+    row = 3
+    name = evaluated.names[row]
+    expected = evaluated.scores[row]
     sample = tmp_path / "sample.npy"
-    np.save(sample, data.joints(i))
+    np.save(sample, data.joints(data.names.index(name)))
+    raw = small_synthetic / "skeletons" / f"{name}.skeleton"
+    model, info = load_checkpoint(finished_run / "best.safetensors")
+    logits = predict_logits(model, info, [raw, sample])
+    np.testing.assert_allclose(logits, np.stack([expected, expected]), rtol=1e-4, atol=1e-4)
+
     capsys.readouterr()
-    assert main(["predict", "--checkpoint", str(finished_run / "best.safetensors"), str(sample)]) == 0
+    assert main(["predict", "--checkpoint", str(finished_run / "best.safetensors"), str(raw)]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert len(lines) == 5 and all(any(c in line for c in data.class_names) for line in lines)
-    probs = [float(line.split()[-1].rstrip("%")) for line in lines]
-    assert probs == sorted(probs, reverse=True) and sum(probs) <= 100.01
+    probs = np.exp(expected - expected.max()) / np.exp(expected - expected.max()).sum()
+    top5 = np.argsort(-probs)[:5]
+    assert [line.split(None, 1)[1].rsplit(None, 1)[0].strip() for line in lines] == [data.class_names[i] for i in top5]
+    assert [float(line.split()[-1].rstrip("%")) for line in lines] == pytest.approx(100 * probs[top5], abs=0.006)
 
 
 def test_eval_refuses_a_dataset_of_another_label_space(finished_run: Path, tmp_path):
