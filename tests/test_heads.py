@@ -17,6 +17,7 @@ from mmcl.colearn.frm import FRM
 from mmcl.colearn.heads import load_head, read_heads, save_heads
 from mmcl.colearn.mmixer import MMixerHead
 from mmcl.colearn.openvocab import OpenVocabHead
+from mmcl.errors import CheckpointError
 from mmcl.models.checkpoint import CheckpointInfo
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -72,24 +73,24 @@ def test_each_head_comes_back_by_name_with_its_config_and_weights(tmp_path):
 def test_a_missing_head_or_an_old_heads_file_fails_naming_it(tmp_path):
     heads = _heads()
     path = save_heads(tmp_path / "best_heads.safetensors", CoLearner({"fam": heads["fam"]}), INFO)
-    with pytest.raises(KeyError, match=r"holds no 'frm' head \(the run trained fam\); train with "
+    with pytest.raises(CheckpointError, match=r"holds no 'frm' head \(the run trained fam\); train with "
                                        r"colearn.frm.enabled=true"):
         load_head(path, "frm")
     old = tmp_path / "old_heads.safetensors"
     save_file({"heads.fam.proj.0.weight": torch.zeros(2, 2)}, str(old),
               metadata={"format": "mmcl-colearn-heads-v1", **INFO.to_metadata()})
-    with pytest.raises(ValueError, match=rf"{old} was written by an older mmcl .* retrain"):
+    with pytest.raises(CheckpointError, match=rf"{old} was written by an older mmcl .* retrain"):
         load_head(old, "fam")
     checkpoint = tmp_path / "best.safetensors"
     save_file({"fc.weight": torch.zeros(2, 2)}, str(checkpoint),
               metadata={"format": "mmcl-skeleton-model-v1", **INFO.to_metadata()})
-    with pytest.raises(ValueError, match="is not an mmcl heads file .* best_heads.safetensors holds"):
+    with pytest.raises(CheckpointError, match="is not an mmcl heads file .* best_heads.safetensors holds"):
         load_head(checkpoint, "fam")
     with safe_open(str(path), framework="pt") as f:  # a config key this mmcl does not know
         meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
     specs = json.loads(meta["heads"])
     specs["fam"]["config"]["bogus"] = 1
     save_file(tensors, str(tmp_path / "bogus.safetensors"), metadata={**meta, "heads": json.dumps(specs)})
-    with pytest.raises(ValueError, match=r"bogus.safetensors: the 'fam' head's stored config has keys this mmcl does "
+    with pytest.raises(CheckpointError, match=r"bogus.safetensors: the 'fam' head's stored config has keys this mmcl does "
                                          r"not know: \['bogus'\]"):
         load_head(tmp_path / "bogus.safetensors", "fam")

@@ -24,6 +24,7 @@ from mmcl.colearn.fam import FAM
 from mmcl.colearn.frm import FRM
 from mmcl.colearn.mmixer import MMixerHead
 from mmcl.colearn.openvocab import OpenVocabHead
+from mmcl.errors import CheckpointError
 from mmcl.models.checkpoint import CheckpointInfo, read_metadata, write_safetensors
 
 HEADS_FORMAT = "mmcl-colearn-heads-v2"
@@ -50,11 +51,11 @@ def read_heads(path: str | os.PathLike) -> tuple[CheckpointInfo, dict[str, dict]
     """The run metadata of a heads file and its heads' specs (name -> ``{"config", "dims"}``), without tensors."""
     try:
         meta = read_metadata(path, HEADS_FORMAT)
-    except ValueError:
+    except CheckpointError:
         old = _stored_format(path)
         if old in OLD_FORMATS:
-            raise ValueError(f"{path} was written by an older mmcl ({old}) that did not store the heads' configs; "
-                             f"retrain the run to get loadable heads") from None
+            raise CheckpointError(f"{path} was written by an older mmcl ({old}) that did not store the heads' configs; "
+                                  f"retrain the run to get loadable heads") from None
         raise
     return CheckpointInfo.from_metadata(meta), json.loads(meta["heads"])
 
@@ -71,20 +72,20 @@ def load_head(path: str | os.PathLike, name: str) -> nn.Module:
     """Head ``name`` of a heads file, rebuilt from its stored config and sizes with its trained weights, in eval mode.
 
     Raises:
-        KeyError: the run trained no head of that name (the error lists the ones it has).
-        ValueError: the stored config does not fit this mmcl's config of that head.
+        CheckpointError: the file is no heads file, the run trained no head of that name (the error lists the ones
+            it has), or the stored config does not fit this mmcl's config of that head.
     """
     _, specs = read_heads(path)
     if name not in specs:
-        raise KeyError(f"{path} holds no {name!r} head (the run trained {', '.join(specs) or 'no head'}); train with "
-                       f"colearn.{name}.enabled=true")
+        raise CheckpointError(f"{path} holds no {name!r} head (the run trained {', '.join(specs) or 'no head'}); "
+                              f"train with colearn.{name}.enabled=true")
     if name not in HEAD_CLASSES:
-        raise KeyError(f"{path}: unknown head {name!r}; known heads: {', '.join(HEAD_CLASSES)}")
+        raise CheckpointError(f"{path}: unknown head {name!r}; known heads: {', '.join(HEAD_CLASSES)}")
     config_class = type(getattr(ColearnConfig(), name))
     stored = specs[name]["config"]
     unknown = sorted(set(stored) - {f.name for f in fields(config_class)})
     if unknown:
-        raise ValueError(f"{path}: the {name!r} head's stored config has keys this mmcl does not know: {unknown}")
+        raise CheckpointError(f"{path}: the {name!r} head's stored config has keys this mmcl does not know: {unknown}")
     head = HEAD_CLASSES[name](config_class(**stored), **specs[name]["dims"])
     prefix = f"{name}."
     with safe_open(str(path), framework="pt") as f:

@@ -20,6 +20,7 @@ import torch
 
 from mmcl.data.layouts import get_layout
 from mmcl.data.transforms import ClipTransform
+from mmcl.errors import DataError
 from mmcl.models.checkpoint import CheckpointInfo, load_checkpoint
 
 
@@ -38,14 +39,14 @@ def preprocess(path: str | os.PathLike, info: CheckpointInfo) -> np.ndarray:
         if joints.ndim == 3:
             joints = joints[:, None]
     else:
-        raise ValueError(f"{path}: expected a .skeleton or .npy file")
+        raise DataError(f"{path}: expected a .skeleton or .npy file")
     layout = get_layout(info.layout)
     v, m = layout.num_joints, info.num_person
     if joints.ndim != 4 or joints.shape[2] != v or joints.shape[3] != info.in_channels or joints.shape[0] == 0:
-        raise ValueError(f"{path}: array of shape {joints.shape}; the checkpoint needs (T, M<={m}, {v}, "
-                         f"{info.in_channels}) in layout {info.layout!r}")
+        raise DataError(f"{path}: array of shape {joints.shape}; the checkpoint needs (T, M<={m}, {v}, "
+                        f"{info.in_channels}) in layout {info.layout!r}")
     if joints.shape[1] > m:
-        raise ValueError(f"{path}: {joints.shape[1]} persons; the checkpoint takes at most {m}")
+        raise DataError(f"{path}: {joints.shape[1]} persons; the checkpoint takes at most {m}")
     if joints.shape[1] < m:
         joints = np.concatenate([joints, np.zeros((joints.shape[0], m - joints.shape[1], v, joints.shape[3]),
                                                   dtype=np.float32)], axis=1)

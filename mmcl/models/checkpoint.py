@@ -28,6 +28,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
+from mmcl.errors import CheckpointError
 from mmcl.io import atomic_path
 from mmcl.models.registry import create_model
 
@@ -68,7 +69,7 @@ def load_state_dict_flexible(model: nn.Module, state_dict: Mapping[str, Tensor],
     every shape mismatch (key, both shapes, the likely cause: class count, joints, persons, channels).
 
     Raises:
-        ValueError: on shape mismatches (for every key, whatever ``strict`` is).
+        CheckpointError: on shape mismatches (for every key, whatever ``strict`` is).
         RuntimeError: from ``load_state_dict`` on missing / unexpected keys when ``strict``.
     """
     state_dict = strip_wrapper_prefixes(state_dict)
@@ -79,8 +80,8 @@ def load_state_dict_flexible(model: nn.Module, state_dict: Mapping[str, Tensor],
         for key, value in state_dict.items() if key in own and value.shape != own[key].shape
     ]
     if mismatches:
-        raise ValueError(f"checkpoint does not fit {type(model).__name__}: {len(mismatches)} shape mismatch(es)\n"
-                         + "\n".join(mismatches))
+        raise CheckpointError(f"checkpoint does not fit {type(model).__name__}: {len(mismatches)} shape mismatch(es)\n"
+                              + "\n".join(mismatches))
     return model.load_state_dict(state_dict, strict=strict)
 
 
@@ -94,14 +95,14 @@ def load_reference_checkpoint(path: str | Path) -> OrderedDict[str, Tensor]:
     try:
         state_dict = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, pickle.UnpicklingError, EOFError) as err:
-        raise ValueError(f"{path}: not a readable torch checkpoint ({err})") from err
+        raise CheckpointError(f"{path}: not a readable torch checkpoint ({err})") from err
     if not isinstance(state_dict, Mapping):
-        raise ValueError(f"{path}: expected a state dict (names to tensors), got {type(state_dict).__name__}")
+        raise CheckpointError(f"{path}: expected a state dict (names to tensors), got {type(state_dict).__name__}")
     bad = [k for k, v in state_dict.items() if not isinstance(k, str) or not isinstance(v, Tensor)]
     if bad:
-        raise ValueError(f"{path}: not a flat state dict; entries that are not tensors: "
-                         f"{', '.join(map(repr, bad[:5]))}{' ...' if len(bad) > 5 else ''} "
-                         "(if the file wraps a state dict, pass that entry to load_state_dict_flexible)")
+        raise CheckpointError(f"{path}: not a flat state dict; entries that are not tensors: "
+                              f"{', '.join(map(repr, bad[:5]))}{' ...' if len(bad) > 5 else ''} "
+                              "(if the file wraps a state dict, pass that entry to load_state_dict_flexible)")
     return strip_wrapper_prefixes(state_dict)
 
 
@@ -158,12 +159,12 @@ def read_metadata(path: str | os.PathLike, file_format: str) -> dict[str, str]:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
     except Exception as e:
-        raise ValueError(f"{path} is not a safetensors file: {e}") from None
+        raise CheckpointError(f"{path} is not a safetensors file: {e}") from None
     if meta.get("format") != file_format:
         what = "deployable checkpoint" if file_format == FORMAT else "heads file"
-        raise ValueError(f"{path} is not an mmcl {what} (format {meta.get('format')!r}, expected {file_format!r}); a "
-                         f"run's best.safetensors / last.safetensors are deployable checkpoints, "
-                         f"best_heads.safetensors holds its co-learning heads")
+        raise CheckpointError(f"{path} is not an mmcl {what} (format {meta.get('format')!r}, expected "
+                              f"{file_format!r}); a run's best.safetensors / last.safetensors are deployable "
+                              f"checkpoints, best_heads.safetensors holds its co-learning heads")
     return meta
 
 
@@ -201,7 +202,7 @@ def init_from_checkpoint(model: nn.Module, path: str | os.PathLike, stream: str)
     """
     info = read_checkpoint_info(path)
     if info.stream != stream:
-        raise ValueError(f"{path} was trained on the {info.stream!r} stream; this run reads {stream!r}")
+        raise CheckpointError(f"{path} was trained on the {info.stream!r} stream; this run reads {stream!r}")
     weights = load_file(str(path))
     own = model.state_dict()
     skipped = [k for k in ("fc.weight", "fc.bias") if k in weights and k in own and weights[k].shape != own[k].shape]

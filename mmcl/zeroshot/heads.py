@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 from mmcl.colearn.heads import read_heads
+from mmcl.errors import CheckpointError
 from mmcl.models.checkpoint import CheckpointInfo
 
 
@@ -30,6 +31,6 @@ def run_heads_file(checkpoint: str | os.PathLike, info: CheckpointInfo, path: st
                                 f"run writes best_heads.safetensors beside best.safetensors); pass --heads")
     heads_info, _ = read_heads(path)
     if heads_info.config_yaml != info.config_yaml or heads_info.extra.get("epoch") != info.extra.get("epoch"):
-        raise ValueError(f"{path} was saved with another run or epoch (epoch {heads_info.extra.get('epoch')}) than "
-                         f"{checkpoint} (epoch {info.extra.get('epoch')})")
+        raise CheckpointError(f"{path} was saved with another run or epoch (epoch {heads_info.extra.get('epoch')}) "
+                              f"than {checkpoint} (epoch {info.extra.get('epoch')})")
     return path

@@ -15,6 +15,7 @@ import torch
 
 from mmcl.colearn.heads import load_head
 from mmcl.colearn.openvocab import OpenVocabHead, open_vocab_scores
+from mmcl.errors import CheckpointError
 
 
 def load_projection(heads_file: str | os.PathLike, feature_dim: int, text_dim: int) -> OpenVocabHead:
@@ -22,11 +23,11 @@ def load_projection(heads_file: str | os.PathLike, feature_dim: int, text_dim: i
     checkpoint's) into a ``text_dim``-d text space (the target class texts')."""
     head = load_head(heads_file, "openvocab")
     if head.dims["feature_dim"] != feature_dim:
-        raise ValueError(f"{heads_file}: the projection takes {head.dims['feature_dim']}-d features, the checkpoint "
-                         f"gives {feature_dim}")
+        raise CheckpointError(f"{heads_file}: the projection takes {head.dims['feature_dim']}-d features, the "
+                              f"checkpoint gives {feature_dim}")
     if head.dims["text_dim"] != text_dim:
-        raise ValueError(f"{heads_file}: the projection maps into a {head.dims['text_dim']}-d text space; the target "
-                         f"class texts are {text_dim}-d")
+        raise CheckpointError(f"{heads_file}: the projection maps into a {head.dims['text_dim']}-d text space; the "
+                              f"target class texts are {text_dim}-d")
     return head
 
 

@@ -15,17 +15,18 @@ import torch
 
 from mmcl.colearn.frm import FRM
 from mmcl.colearn.heads import load_head
+from mmcl.errors import CheckpointError
 
 
 def load_frm(heads_file: str | os.PathLike, num_classes: int) -> FRM:
     """The run's FRM with its trained weights, in eval mode; ``num_classes``: the checkpoint's."""
     frm = load_head(heads_file, "frm")
     if frm.cfg.mode != "refine":
-        raise ValueError(f"refinement needs FRM trained in 'refine' mode; the run of {heads_file} used "
-                         f"colearn.frm.mode={frm.cfg.mode!r}")
+        raise CheckpointError(f"refinement needs FRM trained in 'refine' mode; the run of {heads_file} used "
+                              f"colearn.frm.mode={frm.cfg.mode!r}")
     if frm.dims["num_classes"] != num_classes:
-        raise ValueError(f"{heads_file}: FRM refines {frm.dims['num_classes']} classes, the checkpoint has "
-                         f"{num_classes}")
+        raise CheckpointError(f"{heads_file}: FRM refines {frm.dims['num_classes']} classes, the checkpoint has "
+                              f"{num_classes}")
     return frm
 
 
