@@ -74,6 +74,10 @@ class DataConfig:
     layout: str = ""
     num_person: int = 0
     center: bool = False
+    # Semi-supervised training: a class-stratified random fraction of the training split's labels, drawn with
+    # label_seed (mmcl.data.subsets.stratified_subset); 1: every training sample.
+    label_fraction: float = 1.0
+    label_seed: int = 0
 
 
 @dataclass
@@ -127,6 +131,7 @@ class TrainConfig:
         check(self.mixed_precision in ("no", "bf16", "fp16"), "mixed_precision", self.mixed_precision,
               "no, bf16 or fp16")
         check(self.optim.scheduler in ("step", "cosine"), "optim.scheduler", self.optim.scheduler, "step or cosine")
+        check(0 < self.data.label_fraction <= 1, "data.label_fraction", self.data.label_fraction, "a number in (0, 1]")
 
 
 T = TypeVar("T")

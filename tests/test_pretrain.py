@@ -14,8 +14,9 @@ from mmcl.models import create_model
 from mmcl.pretrain.augment import ContrastiveAugment, TwoViewDataset
 from mmcl.pretrain.halp import HaLP, hallucinate, rank_filter, t_max
 from mmcl.pretrain.moco import MoCo
+from mmcl.data.subsets import stratified_subset
 from mmcl.pretrain.protocols import (Features, LinearProbeConfig, extract_features, knn_predict, linear_eval,
-                                     linear_probe, stratified_subset)
+                                     linear_probe)
 from mmcl.pretrain.skeletonmae import SkeletonMAE, body_regions, region_mask, scaled_cosine_error
 from mmcl.pretrain.sphere import spherical_kmeans
 
@@ -287,3 +288,18 @@ def test_linear_evaluation_keeps_the_encoder_frozen():
     assert all(p.grad is None for p in model.parameters())
     feats = extract_features(model, batches)
     assert feats.features.shape == (12, 8) and 0 <= result["test_top1"] <= 1
+
+
+def test_label_fraction_keeps_a_stratified_part_of_the_training_split(small_prepared):
+    from mmcl.config import DataConfig
+    from mmcl.data.prepared import PreparedData
+    from mmcl.engine.data import build_dataset
+
+    data = PreparedData(small_prepared)
+    cfg = DataConfig(root=str(small_prepared), label_fraction=0.5, label_seed=3)
+    train = build_dataset(data, cfg, "train", train=True)
+    full = data.split("train")
+    assert len(train) == round(0.5 * len(full)) and set(train.indices) <= set(full)
+    assert np.array_equal(np.bincount(data.labels[train.indices]), np.bincount(data.labels[full]) // 2)
+    assert np.array_equal(build_dataset(data, cfg, "train", train=True).indices, train.indices)
+    assert np.array_equal(build_dataset(data, cfg, "test", train=False).indices, data.split("test"))

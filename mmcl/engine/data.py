@@ -11,6 +11,7 @@ from mmcl.config import DataConfig
 from mmcl.data.adapt import ClipAdapter
 from mmcl.data.dataset import SkeletonDataset
 from mmcl.data.prepared import PreparedData
+from mmcl.data.subsets import stratified_subset
 from mmcl.paths import cache_dir
 
 
@@ -49,11 +50,16 @@ def model_input(data: PreparedData, cfg: DataConfig) -> tuple[str, int]:
 
 
 def build_dataset(data: PreparedData, cfg: DataConfig, split: str, train: bool, seed: int = 0) -> SkeletonDataset:
-    """The skeleton dataset of one split; training mode samples and augments as CTR-GCN's feeder does."""
-    return SkeletonDataset(
+    """The skeleton dataset of one split; training mode samples and augments as CTR-GCN's feeder does. The training
+    split keeps ``data.label_fraction`` of its samples (class-stratified, drawn with ``data.label_seed``)."""
+    dataset = SkeletonDataset(
         data, split, stream=cfg.stream, window=cfg.window, train=train, p_interval=tuple(cfg.p_interval),
         random_rotation=cfg.random_rotation, rotation_range=cfg.rotation_range,
         repeat=cfg.repeat if train else 1, seed=seed, adapter=build_adapter(data, cfg))
+    if split == "train" and cfg.label_fraction < 1:
+        dataset.indices = dataset.indices[stratified_subset(data.labels[dataset.indices], cfg.label_fraction,
+                                                            cfg.label_seed)]
+    return dataset
 
 
 class EpochShuffleSampler(Sampler[int]):

@@ -8,8 +8,8 @@
   learning rate is chosen from ``lrs`` and the epoch on the **validation** split, and the test split is scored once.
 - **kNN**: cosine similarity between L2-normalised features, majority vote of the ``k`` nearest training samples
   (ties to the lower class index); the release uses k = 1.
-- **Semi-supervised**: :func:`stratified_subset` picks a class-stratified, seeded fraction of the training labels
-  (1 %, 10 %); fine-tuning then trains on those alone.
+- **Semi-supervised**: :func:`mmcl.data.subsets.stratified_subset` picks a class-stratified, seeded fraction of the
+  training labels (1 %, 10 %: ``data.label_fraction``); fine-tuning then trains on those alone.
 - **Fine-tuning** and **transfer** run through ``mmcl probe-encoder`` (the training engine, started from the encoder
   checkpoint; transfer = a checkpoint pre-trained on another dataset).
 """
@@ -25,7 +25,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 __all__ = ["Features", "extract_features", "LinearProbeConfig", "linear_probe", "linear_eval", "knn_predict",
-           "knn_eval", "stratified_subset"]
+           "knn_eval"]
 
 
 @dataclass
@@ -152,30 +152,3 @@ def knn_predict(train_features: np.ndarray, train_labels: np.ndarray, query: np.
 def knn_eval(train: Features, test: Features, k: int = 1) -> float:
     """kNN top-1 of ``test`` against the ``train`` features."""
     return float((knn_predict(train.features, train.labels, test.features, k) == test.labels).mean())
-
-
-def stratified_subset(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
-    """Sorted positions of a class-stratified random ``fraction`` of ``labels``, reproducible by ``seed``.
-
-    ``round(fraction * N)`` samples in all, shared among the classes in proportion to their size (largest remainder,
-    ties broken at random), at least one per class; within a class the samples are drawn uniformly without
-    replacement.
-    """
-    labels = np.asarray(labels)
-    if not 0 < fraction <= 1:
-        raise ValueError(f"label fraction must lie in (0, 1], got {fraction}")
-    classes, counts = np.unique(labels, return_counts=True)
-    rng = np.random.default_rng(seed)
-    total = max(int(round(fraction * len(labels))), len(classes))
-    quota = counts * total / len(labels)
-    take = np.maximum(np.floor(quota).astype(np.int64), 1)
-    remainder = quota - np.floor(quota)
-    order = np.lexsort((rng.random(len(classes)), -remainder))  # largest remainder first, random among ties
-    for c in order:
-        if take.sum() >= total:
-            break
-        if take[c] < counts[c]:
-            take[c] += 1
-    chosen = [rng.choice(np.flatnonzero(labels == cls), size=min(n, cnt), replace=False)
-              for cls, n, cnt in zip(classes, take, counts)]
-    return np.sort(np.concatenate(chosen))
