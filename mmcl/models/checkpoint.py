@@ -192,24 +192,27 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
     return model.to(device).eval(), info
 
 
-def init_from_checkpoint(model: nn.Module, path: str | os.PathLike, stream: str) -> list[str]:
+def init_from_checkpoint(model: nn.Module, path: str | os.PathLike, stream: str | None = None) -> list[str]:
     """Load a deployable checkpoint's weights into ``model`` to fine-tune it on ``stream``; returns the keys left as
     initialised.
 
-    The checkpoint must have been trained on the same input stream, and every tensor must fit (an error names the key
-    and both shapes), except the classifier (``fc.*``) when the class count differs: it then keeps its fresh
-    initialisation for the new label space.
+    The checkpoint must have been trained on the same input stream (when ``stream`` is given), and every tensor must
+    fit (an error names the key and both shapes), except the classifier (``fc.*``) when the class count differs or
+    the file is an encoder checkpoint of ``mmcl pretrain`` (whose classifier was never trained): it then keeps its
+    fresh initialisation.
     """
     info = read_checkpoint_info(path)
-    if info.stream != stream:
+    if stream is not None and info.stream != stream:
         raise CheckpointError(f"{path} was trained on the {info.stream!r} stream; this run reads {stream!r}")
     weights = load_file(str(path))
     own = model.state_dict()
-    skipped = [k for k in ("fc.weight", "fc.bias") if k in weights and k in own and weights[k].shape != own[k].shape]
+    encoder = "pretrain" in info.extra
+    skipped = [k for k in ("fc.weight", "fc.bias")
+               if k in weights and k in own and (encoder or weights[k].shape != own[k].shape)]
     for k in skipped:
         weights[k] = own[k]
     load_state_dict_flexible(model, weights, strict=True)
     if skipped:
-        print(f"initialised from {path} ({info.num_classes} classes); the classifier is new for "
-              f"{own['fc.weight'].shape[0]} classes")
+        why = f"a {info.extra['pretrain']} encoder" if encoder else f"{info.num_classes} classes"
+        print(f"initialised from {path} ({why}); the classifier is new for {own['fc.weight'].shape[0]} classes")
     return skipped

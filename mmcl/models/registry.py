@@ -12,8 +12,8 @@ from collections.abc import Callable
 from typing import Any
 
 # Modules whose import registers models; all of them in mmcl.models (the registry imports no training code).
-MODEL_MODULES: tuple[str, ...] = ("mmcl.models.ctrgcn", "mmcl.models.ctrgcn_mmixer", "mmcl.models.ctrgcn_deformable")
-MODEL_MODULES += ("mmcl.models.bigru", "mmcl.models.skeletonmae")  # self-supervised pre-training encoders
+MODEL_MODULES: tuple[str, ...] = ("mmcl.models.ctrgcn", "mmcl.models.ctrgcn_mmixer", "mmcl.models.ctrgcn_deformable",
+                                  "mmcl.models.bigru", "mmcl.models.skeletonmae")
 
 _FACTORIES: dict[str, Callable[..., Any]] = {}
 
@@ -40,7 +40,7 @@ def list_models() -> list[str]:
 
 
 def create_model(name: str, num_classes: int, layout: str = "ntu25", in_channels: int = 3, num_person: int = 2,
-                 **kwargs: Any) -> Any:
+                 init: str | None = None, **kwargs: Any) -> Any:
     """Build a registered model.
 
     Args:
@@ -49,6 +49,9 @@ def create_model(name: str, num_classes: int, layout: str = "ntu25", in_channels
         layout: joint layout name (:mod:`mmcl.data.layouts`).
         in_channels: channels per joint (3 for xyz; 6 or 12 for stacked streams).
         num_person: persons per sample (M).
+        init: a checkpoint (deployable model or pre-trained encoder, ``.safetensors``) to start from; every tensor
+            must fit, the classifier too unless the class count differs or the file is an encoder checkpoint of
+            ``mmcl pretrain`` (its classifier was never trained): then it keeps its fresh initialisation.
         **kwargs: passed to the model's factory (e.g. ``drop_rate``).
 
     The model records how it was built (``registry_name``, ``registry_args``: the extra keyword arguments), which
@@ -60,4 +63,8 @@ def create_model(name: str, num_classes: int, layout: str = "ntu25", in_channels
     model = _FACTORIES[name](num_classes=num_classes, layout=layout, in_channels=in_channels, num_person=num_person,
                              **kwargs)
     model.registry_name, model.registry_args = name, dict(kwargs)
+    if init:
+        from mmcl.models.checkpoint import init_from_checkpoint
+
+        init_from_checkpoint(model, init)
     return model
