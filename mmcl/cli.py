@@ -22,6 +22,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("mmcl.data.synthetic.cli", "write the built-in synthetic dataset (raw NTU-style files and videos)"),
     "prepare": ("mmcl.data.prepare", "convert a raw dataset into mmcl's prepared format"),
     "train": ("mmcl.engine.trainer", "train a model (same as `accelerate launch mmcl/train.py`)"),
+    "pretrain": ("mmcl.pretrain.run", "self-supervised pre-training of an encoder: MoCo v2, HaLP, SkeletonMAE"),
+    "probe-encoder": ("mmcl.pretrain.probe", "linear, kNN, semi-supervised, fine-tuning, transfer evaluation of an "
+                                             "encoder"),
     "eval": ("mmcl.engine.evaluate", "evaluate a checkpoint on a prepared split, skeletons only"),
     "ensemble": ("mmcl.engine.ensemble", "fuse several streams' scores; weights searched on validation"),
     "predict": ("mmcl.deploy.predict", "top-5 classes for one .skeleton or .npy file"),

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mmcl.data.layouts import get_layout
+from mmcl.errors import ConfigError
 from mmcl.models.skeletonmae import GINLayer, bone_graph, joint_segments
 
 __all__ = ["BODY_REGIONS", "body_regions", "region_mask", "scaled_cosine_error", "SkeletonMAE"]
@@ -142,7 +143,12 @@ class SkeletonMAE(nn.Module):
             return self.encoder_q.encode_joints(x, visible)
         hide = masked[:, None, None, :, None] & present[:, None, None, None, :]
         x = torch.where(hide, self.mask_token.view(1, c, 1, 1, 1).to(x.dtype), x)
-        return self.encoder_q.forward_features(x)["feature_map"]
+        features = self.encoder_q.forward_features(x)
+        if "feature_map" not in features:
+            raise ConfigError(f"SkeletonMAE reconstructs joints from a per-joint feature map; the encoder "
+                              f"{getattr(self.encoder_q, 'registry_name', type(self.encoder_q).__name__)!r} has none "
+                              "(use model.name=skeletonmae or ctrgcn)")
+        return features["feature_map"]
 
     def forward(self, x: Tensor, masked: Tensor | None = None) -> dict:
         """Loss of one batch ``x`` (N, C, T, V, M); ``masked`` (N, V) defaults to this step's :meth:`draw_mask`."""
