@@ -303,3 +303,26 @@ def test_label_fraction_keeps_a_stratified_part_of_the_training_split(small_prep
     assert np.array_equal(np.bincount(data.labels[train.indices]), np.bincount(data.labels[full]) // 2)
     assert np.array_equal(build_dataset(data, cfg, "train", train=True).indices, train.indices)
     assert np.array_equal(build_dataset(data, cfg, "test", train=False).indices, data.split("test"))
+
+
+@pytest.mark.parametrize("name, args", [("ctrgcn", {}), ("skeletonmae", {"hidden_dim": 8}), ("bigru", {"hidden_size": 8})])
+def test_every_encoder_works_with_every_method(name, args):
+    from mmcl.errors import ConfigError
+
+    torch.manual_seed(0)
+    x = torch.randn(4, 3, 4, 25, 2)
+    halp = HaLP(create_model(name, num_classes=5, **args), dim=8, queue_size=8, prototype_keys=8, num_prototypes=3,
+                num_positives=2)
+    halp(x, x)
+    halp(x, x)
+    halp.keys_seen.fill_(halp.warmup_keys)  # the queue has been filled twice: the next step hallucinates
+    out = halp(x, x.flip(2))
+    assert {"moco", "halp"} <= set(out["losses"])
+    out["loss"].backward()
+    assert halp.encoder_q.fc.weight.grad is None and halp.projector_q[0].weight.grad is not None
+    mae = SkeletonMAE(create_model(name, num_classes=5, **args), "ntu25")
+    if name == "bigru":  # no per-joint features to reconstruct joints from
+        with pytest.raises(ConfigError, match="feature map"):
+            mae(x)
+    else:
+        mae(x)["loss"].backward()
