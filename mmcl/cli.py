@@ -31,6 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "precompute": ("teachers.precompute", "run the RGB / multimodal-LLM teachers and fill a feature cache"),
     "ablate": ("mmcl.engine.ablate", "baseline vs co-learning variants over seeds on the synthetic set"),
     "zeroshot": ("mmcl.zeroshot.cli", "zero-shot evaluation on UTD-MHAD / SYSU-Action"),
+    "export": ("mmcl.deploy.export", "export a deployable checkpoint to ONNX, verified with onnxruntime"),
 }
 
 

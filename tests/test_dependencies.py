@@ -14,6 +14,7 @@ from packaging.utils import canonicalize_name
 ROOT = Path(__file__).resolve().parents[1]
 NOT_IMPORTED = {"tensorboard"}  # loaded by accelerate's tensorboard tracker
 AHEAD = {"peft", "datasets"}  # declared for issue 11 (teachers' fine-tuning, dataset export), not imported yet
+IMPORTED_EXTRAS = ("deploy",)  # optional extras mmcl imports where their feature runs (ONNX export and inference)
 
 
 def imported_modules(*folders: str) -> set[str]:
@@ -44,7 +45,10 @@ def test_the_declared_dependencies_are_the_imported_ones():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     requirements = [Requirement(r) for r in project["dependencies"]]
     declared = {canonicalize_name(r.name) for r in requirements}
-    dev = {canonicalize_name(Requirement(r).name) for r in project["optional-dependencies"]["dev"]} - {"mmcl"}
-    assert distributions(imported_modules("mmcl", "teachers"), requirements) == declared - NOT_IMPORTED - AHEAD
+    extras = project["optional-dependencies"]
+    dev = {canonicalize_name(Requirement(r).name) for r in extras["dev"]} - {"mmcl"}
+    optional = {canonicalize_name(Requirement(r).name) for extra in IMPORTED_EXTRAS for r in extras[extra]}
+    imported = distributions(imported_modules("mmcl", "teachers"), requirements)
+    assert imported == (declared | optional) - NOT_IMPORTED - AHEAD
     # the benchmarks also use what the dev extra adds (psutil)
     assert distributions(imported_modules("benchmarks"), requirements) <= declared | dev
