@@ -32,6 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "ablate": ("mmcl.engine.ablate", "baseline vs co-learning variants over seeds on the synthetic set"),
     "zeroshot": ("mmcl.zeroshot.cli", "zero-shot evaluation on UTD-MHAD / SYSU-Action"),
     "export": ("mmcl.deploy.export", "export a deployable checkpoint to ONNX, verified with onnxruntime"),
+    "show": ("mmcl.viz.show", "animate a sample's skeletons (GIF / MP4) with its label and top-5 predictions"),
 }
 
 

@@ -1,0 +1,1 @@
+"""Looking at skeletons: ``mmcl show`` (:mod:`mmcl.viz.show`) animates samples and predictions."""
