@@ -38,8 +38,9 @@ import torch
 from mmcl.data.layouts import get_layout
 from mmcl.data.transforms import ClipTransform
 from mmcl.deploy.runtime import FORMAT, INPUT_NAME, OUTPUT_NAME, OnnxModel, info_metadata, require_onnx
-from mmcl.models.checkpoint import CheckpointInfo, load_checkpoint
+from mmcl.errors import CheckpointError
 from mmcl.io import atomic_write_bytes
+from mmcl.models.checkpoint import CheckpointInfo, load_checkpoint
 
 TOLERANCE = 1e-4  # fp32 parity: max |onnx - torch| / max |torch|
 # The TorchScript exporter's newest opset (onnxruntime >= 1.16 runs it); the deformable model's volumetric grid
@@ -47,7 +48,7 @@ TOLERANCE = 1e-4  # fp32 parity: max |onnx - torch| / max |torch|
 DEFAULT_OPSET = MAX_OPSET = 20
 
 
-class ExportError(RuntimeError):
+class ExportError(CheckpointError):
     """The exported graph does not reproduce the PyTorch model (or cannot be built)."""
 
 
@@ -154,7 +155,7 @@ def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike | None = N
     """
     require_onnx()
     if not 7 <= opset <= MAX_OPSET:
-        raise ValueError(f"opset {opset} outside 7..{MAX_OPSET} (the TorchScript exporter's range)")
+        raise ExportError(f"opset {opset} outside 7..{MAX_OPSET} (the TorchScript exporter's range)")
     start = time.perf_counter()
     checkpoint = Path(checkpoint)
     out = Path(out) if out else checkpoint.with_suffix(".onnx")

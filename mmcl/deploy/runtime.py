@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from mmcl.errors import CheckpointError, DataError
 from mmcl.models.checkpoint import CheckpointInfo
 
 FORMAT = "mmcl-onnx-v1"
@@ -54,11 +55,11 @@ def info_metadata(info: CheckpointInfo) -> dict[str, str]:
 def info_from_metadata(meta: dict[str, str], where: str | os.PathLike) -> CheckpointInfo:
     """The inverse of :func:`info_metadata`; ``where`` names the file in errors."""
     if meta.get("format") != FORMAT:
-        raise ValueError(f"{where} is not an ONNX file written by `mmcl export` (metadata format "
+        raise CheckpointError(f"{where} is not an ONNX file written by `mmcl export` (metadata format "
                          f"{meta.get('format')!r}, expected {FORMAT!r})")
     missing = [k for k in _INFO_KEYS if k not in meta]
     if missing:
-        raise ValueError(f"{where}: ONNX metadata lacks {', '.join(missing)}")
+        raise CheckpointError(f"{where}: ONNX metadata lacks {', '.join(missing)}")
     v: dict[str, Any] = {k: json.loads(meta[k]) if kind == "json" else kind(meta[k]) for k, kind in _INFO_KEYS.items()}
     return CheckpointInfo(model=v["model"], model_args=v["model_args"], class_names=v["class_names"],
                           layout=v["layout"], in_channels=v["in_channels"], num_person=v["num_person"],
@@ -84,7 +85,7 @@ class OnnxModel:
         try:
             proto = onnx.load_model_from_string(source) if isinstance(source, bytes) else onnx.load(str(source))
         except Exception as e:  # onnx raises DecodeError and others on a file that is not ONNX
-            raise ValueError(f"{self.path}: not a readable ONNX model: {type(e).__name__}: {e}") from None
+            raise CheckpointError(f"{self.path}: not a readable ONNX model: {type(e).__name__}: {e}") from None
         self.metadata = {p.key: p.value for p in proto.metadata_props}
         self.info = info_from_metadata(self.metadata, self.path)
         self.input = json.loads(self.metadata["input"])
@@ -105,6 +106,6 @@ class OnnxModel:
         batch = np.ascontiguousarray(batch, dtype=np.float32)
         expected = self.input["shape"]
         if batch.ndim != 5 or any(isinstance(e, int) and s != e for s, e in zip(batch.shape, expected)):
-            raise ValueError(f"{self.path} takes {INPUT_NAME} of shape ({', '.join(map(str, expected))}), "
+            raise DataError(f"{self.path} takes {INPUT_NAME} of shape ({', '.join(map(str, expected))}), "
                              f"got {batch.shape}")
         return self.session.run([OUTPUT_NAME], {INPUT_NAME: batch})[0]

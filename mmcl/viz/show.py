@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from mmcl.data.layouts import get_layout
+from mmcl.errors import DataError
 from mmcl.io import atomic_path
 
 VIEWS = {"front": (10.0, -90.0), "side": (10.0, 0.0), "top": (89.0, -90.0)}
@@ -64,7 +65,7 @@ def parse_view(view: str) -> tuple[float, float]:
     try:
         elev, azim = (float(x) for x in view.split(","))
     except ValueError:
-        raise ValueError(f"view {view!r}: use one of {', '.join(VIEWS)} or ELEV,AZIM in degrees") from None
+        raise DataError(f"view {view!r}: use one of {', '.join(VIEWS)} or ELEV,AZIM in degrees") from None
     return elev, azim
 
 
@@ -93,10 +94,10 @@ def read_raw(path: str | os.PathLike, layout: str | None = None) -> tuple[np.nda
     elif suffix == ".npy":
         joints = np.load(path, allow_pickle=False)
         if not np.issubdtype(joints.dtype, np.number) or joints.ndim not in (3, 4):
-            raise ValueError(f"{path}: array of shape {joints.shape} ({joints.dtype}); expected numbers of shape "
+            raise DataError(f"{path}: array of shape {joints.shape} ({joints.dtype}); expected numbers of shape "
                              f"(T, M, V, C) or (T, V, C)")
     else:
-        raise ValueError(f"{path}: unsupported file type {suffix!r}; expected .skeleton, .npy, .mat, .json or .txt")
+        raise DataError(f"{path}: unsupported file type {suffix!r}; expected .skeleton, .npy, .mat, .json or .txt")
     joints = np.asarray(joints, dtype=np.float32)
     if joints.ndim == 3:
         joints = joints[:, None]
@@ -104,10 +105,10 @@ def read_raw(path: str | os.PathLike, layout: str | None = None) -> tuple[np.nda
     if layout is None:
         layout = RAW_LAYOUTS.get(suffix) or ("ntu25" if v == 25 else None)
         if layout is None:
-            raise ValueError(f"{path}: {v} joints per frame; name the layout with --layout (one of "
+            raise DataError(f"{path}: {v} joints per frame; name the layout with --layout (one of "
                              f"ntu25, kinect_v1_20, nwucla20)")
     if v != get_layout(layout).num_joints or joints.shape[3] < 3 or joints.shape[0] == 0:
-        raise ValueError(f"{path}: array of shape {joints.shape}; layout {layout!r} needs (T>0, M, "
+        raise DataError(f"{path}: array of shape {joints.shape}; layout {layout!r} needs (T>0, M, "
                          f"{get_layout(layout).num_joints}, C>=3)")
     return joints, layout
 
@@ -138,7 +139,7 @@ def predict_top(model, info, clips: Sequence[np.ndarray], k: int = 5) -> list[li
     batch = []
     for joints in clips:
         if joints.shape[2] != layout.num_joints or joints.shape[1] > info.num_person:
-            raise ValueError(f"a clip of shape {joints.shape} does not fit the checkpoint (layout {info.layout!r}, "
+            raise DataError(f"a clip of shape {joints.shape} does not fit the checkpoint (layout {info.layout!r}, "
                              f"at most {info.num_person} persons)")
         t, m, v, c = joints.shape
         joints = np.concatenate([joints, np.zeros((t, info.num_person - m, v, c), np.float32)], axis=1)
@@ -255,9 +256,9 @@ def render(clips: Sequence[Clip], out: str | os.PathLike, view: str = "front", f
 
     out = Path(out)
     if out.suffix not in (".gif", ".mp4"):
-        raise ValueError(f"{out}: write a .gif or an .mp4")
+        raise DataError(f"{out}: write a .gif or an .mp4")
     if stride < 1 or fps <= 0:
-        raise ValueError(f"stride must be >= 1 and fps > 0, got stride {stride}, fps {fps}")
+        raise DataError(f"stride must be >= 1 and fps > 0, got stride {stride}, fps {fps}")
     with_bars = any(c.predictions for c in clips)
     rows = 2 if with_bars and len(clips) > 1 else 1
     cols = len(clips) * (2 if with_bars and len(clips) == 1 else 1)
@@ -294,7 +295,7 @@ def _class_index(name: str, class_names: Sequence[str], where: str) -> int:
         return class_names.index(name)
     if name.isdigit() and int(name) < len(class_names):
         return int(name)
-    raise ValueError(f"no class {name!r} in {where}; classes: {', '.join(class_names)}")
+    raise DataError(f"no class {name!r} in {where}; classes: {', '.join(class_names)}")
 
 
 def prepared_clips(data, samples: Sequence[str], predictor=None) -> list[Clip]:
@@ -320,7 +321,7 @@ def confusion_pair(data, classes: Sequence[str], split: str = "test", predictor=
     for own, other in (labels, labels[::-1]):
         members = [int(i) for i in indices if int(data.labels[i]) == own]
         if not members:
-            raise ValueError(f"split {split!r} of {data.root} has no sample of class {data.class_names[own]!r}")
+            raise DataError(f"split {split!r} of {data.root} has no sample of class {data.class_names[own]!r}")
         if predictor is None:
             clips += prepared_clips(data, [str(members[0])])
             continue
