@@ -27,7 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
                                              "encoder"),
     "eval": ("mmcl.engine.evaluate", "evaluate a checkpoint on a prepared split, skeletons only"),
     "ensemble": ("mmcl.engine.ensemble", "fuse several streams' scores; weights searched on validation"),
-    "predict": ("mmcl.deploy.predict", "top-5 classes for one .skeleton or .npy file"),
+    "predict": ("mmcl.deploy.predict", "top-5 classes of skeleton files or a prepared split (checkpoint or ONNX)"),
     "precompute": ("teachers.precompute", "run the RGB / multimodal-LLM teachers and fill a feature cache"),
     "ablate": ("mmcl.engine.ablate", "baseline vs co-learning variants over seeds on the synthetic set"),
     "zeroshot": ("mmcl.zeroshot.cli", "zero-shot evaluation on UTD-MHAD / SYSU-Action"),

@@ -1,8 +1,11 @@
-"""ONNX export (``mmcl export``): onnxruntime parity with PyTorch for the deployable models, the metadata a runtime
-needs, and the failure when parity does not hold. Needs the ``deploy`` extra (part of ``dev``)."""
+"""ONNX export (``mmcl export``) and inference (``mmcl predict --model``): onnxruntime parity with PyTorch for every
+registered deployable model, the metadata a runtime needs, the failure when parity does not hold, the same top-5 as
+the checkpoint on the synthetic test set, and batch prediction that records bad files and predicts the rest. Needs
+the ``deploy`` extra (part of ``dev``)."""
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -14,19 +17,22 @@ pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
 from mmcl.cli import main
+from mmcl.data.prepared import PreparedData
 from mmcl.deploy import export
 from mmcl.deploy.runtime import OnnxModel
-from mmcl.models import create_model
+from mmcl.models import create_model, list_models
 from mmcl.models.checkpoint import CheckpointInfo, load_checkpoint, save_checkpoint
 
 CLASSES = ["wave", "clap", "kick", "sit down"]
-DEPLOYABLE = ["ctrgcn", "ctrgcn_mmixer"]
+DEPLOYABLE = list_models()  # every registered model is a deployable one
+SMALL = {"bigru": {"hidden_size": 32, "num_layers": 1}}  # the same architecture, quicker to trace
 
 
 def tiny_checkpoint(path: Path, model: str, class_names=CLASSES, layout: str = "kinect_v1_20", num_person: int = 1,
                     window: int = 8, stream: str = "joint") -> Path:
     torch.manual_seed(0)
-    net = create_model(model, num_classes=len(class_names), layout=layout, num_person=num_person)
+    net = create_model(model, num_classes=len(class_names), layout=layout, num_person=num_person,
+                       **SMALL.get(model, {}))
     for module in net.modules():  # non-trivial batch-norm statistics, as a trained model has
         if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
             module.running_mean.uniform_(-0.2, 0.2)
@@ -40,8 +46,6 @@ def tiny_checkpoint(path: Path, model: str, class_names=CLASSES, layout: str = "
 def exported(small_prepared, tmp_path_factory) -> dict[str, tuple[Path, Path]]:
     """Each deployable model as a checkpoint and its export by `mmcl export` (CTR-GCN: the small synthetic set's
     layout and classes, bone-motion stream, opset 18; the others: Kinect v1, one person, joint stream)."""
-    from mmcl.data.prepared import PreparedData
-
     root = tmp_path_factory.mktemp("export")
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -129,3 +133,130 @@ def test_onnx_model_rejects_other_files(tmp_path):
         OnnxModel(bad)
     with pytest.raises(FileNotFoundError, match="missing.onnx"):
         OnnxModel(tmp_path / "missing.onnx")
+
+
+def read_csv(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_onnx_and_checkpoint_give_the_same_top5_on_the_test_set(exported, small_prepared, tmp_path, one_thread):
+    checkpoint, onnx_path = exported["ctrgcn"]
+    out = {}
+    for flag, path in (("--checkpoint", checkpoint), ("--model", onnx_path)):
+        out[flag] = tmp_path / f"{flag[2:]}.csv"
+        assert main(["predict", flag, str(path), "--data", str(small_prepared), "--split", "test", "--batch-size",
+                     "5", "--out", str(out[flag]), "--threads", "1"]) == 0
+    torch_rows, onnx_rows = read_csv(out["--checkpoint"]), read_csv(out["--model"])
+    data = PreparedData(small_prepared)
+    test = data.split("test")
+    assert [r["name"] for r in torch_rows] == [data.names[i] for i in test]
+    assert [r["label"] for r in torch_rows] == [data.class_names[data.labels[i]] for i in test]
+    for a, b in zip(torch_rows, onnx_rows, strict=True):
+        assert a["status"] == b["status"] == "ok"
+        assert [a[f"top{i}_label"] for i in range(1, 6)] == [b[f"top{i}_label"] for i in range(1, 6)]
+        assert np.allclose([float(a[f"top{i}_score"]) for i in range(1, 6)],
+                           [float(b[f"top{i}_score"]) for i in range(1, 6)], atol=1e-5)
+
+
+def test_batch_predict_records_bad_files_and_predicts_the_rest(exported, small_prepared, tmp_path, one_thread,
+                                                               capsys):
+    checkpoint, onnx_path = exported["ctrgcn"]
+    data = PreparedData(small_prepared)
+    test = [int(i) for i in data.split("test")]
+    folder = tmp_path / "clips"
+    (folder / "more").mkdir(parents=True)
+    np.save(folder / "a.npy", data.joints(test[0]))
+    np.save(folder / "more" / "b.npy", data.joints(test[1])[:, :1])  # one person of two: padded
+    np.save(folder / "wrong_joints.npy", np.zeros((10, 1, 20, 3), np.float32))
+    (folder / "broken.skeleton").write_text("12\n1\nnot a body line\n")
+    np.save(tmp_path / "c.npy", data.joints(test[2])[:, 0])  # (T, V, C)
+    listed = tmp_path / "list.txt"
+    listed.write_text("c.npy\n# a comment\nmissing.npy\n")
+    out = tmp_path / "predictions.json"
+    capsys.readouterr()
+    assert main(["predict", "--model", str(onnx_path), str(folder), "--list", str(listed), "--out", str(out),
+                 "--batch-size", "2", "--threads", "1"]) == 0
+    result = json.loads(out.read_text())
+    rows = {Path(r["source"]).relative_to(tmp_path).as_posix(): r for r in result["rows"]}
+    assert list(rows) == ["clips/a.npy", "clips/broken.skeleton", "clips/more/b.npy", "clips/wrong_joints.npy",
+                          "c.npy", "missing.npy"]
+    assert [s for s, r in rows.items() if r["status"] == "ok"] == ["clips/a.npy", "clips/more/b.npy", "c.npy"]
+    assert "wrong_joints.npy: array of shape (10, 1, 20, 3)" in rows["clips/wrong_joints.npy"]["reason"]
+    assert "broken.skeleton" in rows["clips/broken.skeleton"]["reason"]
+    assert "FileNotFoundError" in rows["missing.npy"]["reason"] and result["failed"] == 3
+    assert "3 of 6 samples predicted (3 failed)" in capsys.readouterr().out
+    # the predicted rows are the checkpoint's top-5 of the same files
+    from mmcl.deploy.predict import Predictor, predict_logits, top_classes
+
+    model, info = load_checkpoint(checkpoint)
+    logits = predict_logits(model, info, [folder / "a.npy", folder / "more" / "b.npy", tmp_path / "c.npy"])
+    for row, expected in zip([rows["clips/a.npy"], rows["clips/more/b.npy"], rows["c.npy"]], logits):
+        top = top_classes(expected, info.class_names)
+        assert [t["label"] for t in row["top"]] == [c for c, _ in top]
+        assert np.allclose([t["score"] for t in row["top"]], [p for _, p in top], atol=1e-5)
+    with pytest.raises(ValueError, match="not both"):
+        Predictor.load(checkpoint, onnx_path)
+
+
+def adapted_checkpoint(path: Path, data: PreparedData, data_cfg) -> Path:
+    """A CTR-GCN checkpoint as `mmcl train` writes it for ``data`` read through the clip adapter of ``data_cfg``."""
+    from mmcl.config import TrainConfig, to_yaml
+    from mmcl.engine.data import model_input
+
+    layout, num_person = model_input(data, data_cfg)
+    torch.manual_seed(0)
+    net = create_model("ctrgcn", num_classes=data.num_classes, layout=layout, num_person=num_person)
+    info = CheckpointInfo("ctrgcn", net.registry_args, data.class_names, layout, data.info.channels, num_person,
+                          data_cfg.stream, data_cfg.window, to_yaml(TrainConfig(data=data_cfg)), {})
+    return save_checkpoint(path, net, info)
+
+
+def test_predict_applies_the_checkpoints_clip_adapter_as_eval_does(small_prepared, tmp_path, one_thread, capsys):
+    """A checkpoint trained on NTU-25 clips mapped to Kinect v1, one person, centred: predict's preprocessing of the
+    stored clips is eval's item for item, and so are its predictions."""
+    from mmcl.config import DataConfig
+    from mmcl.deploy.predict import preprocess
+    from mmcl.engine.data import build_dataset
+
+    data = PreparedData(small_prepared)
+    cfg = DataConfig(window=8, layout="kinect_v1_20", num_person=1, center=True)
+    checkpoint = adapted_checkpoint(tmp_path / "adapted.safetensors", data, cfg)
+    _, info = load_checkpoint(checkpoint)
+    test = build_dataset(data, cfg, "test", train=False)
+    two_persons = 0
+    for item in test:
+        joints = data.joints(item["index"])
+        two_persons += bool((joints[:, 1] != 0).any())  # a second person, which training dropped
+        np.testing.assert_array_equal(preprocess(joints, info, item["name"], data.info.layout),
+                                      item["skeleton"].numpy())
+    assert two_persons >= 1
+    # the same through the command (an ONNX export carries the same config: test_export_matches_pytorch...)
+    model, _ = load_checkpoint(checkpoint)
+    with torch.no_grad():
+        expected = model(torch.stack([test[k]["skeleton"] for k in range(len(test))])).numpy()
+    assert main(["predict", "--checkpoint", str(checkpoint), "--data", str(small_prepared), "--out",
+                 str(tmp_path / "p.csv")]) == 0
+    assert [r["top1_label"] for r in read_csv(tmp_path / "p.csv")] == [info.class_names[i] for i in expected.argmax(1)]
+    # a clip in the checkpoint's layout is taken as it is; one in the layout training mapped from needs --layout
+    np.save(tmp_path / "ntu.npy", data.joints(test[0]["index"]))
+    with pytest.raises(ValueError, match=r"ntu.npy: array of shape .*in layout 'kinect_v1_20' \(a file in another "
+                                         r"layout: name it with --layout\)"):
+        main(["predict", "--checkpoint", str(checkpoint), str(tmp_path / "ntu.npy"), "--debug"])
+    capsys.readouterr()
+    assert main(["predict", "--checkpoint", str(checkpoint), str(tmp_path / "ntu.npy"), "--layout", "ntu25"]) == 0
+    top1 = capsys.readouterr().out.splitlines()[0]
+    assert top1.startswith(f"1. {info.class_names[expected[0].argmax()]} ")
+
+
+def test_a_checkpoint_without_an_adapter_refuses_extra_persons(small_prepared, tmp_path):
+    from mmcl.deploy.predict import preprocess
+
+    data = PreparedData(small_prepared)
+    checkpoint = tiny_checkpoint(tmp_path / "one.safetensors", "ctrgcn", data.class_names, "ntu25", 1)
+    _, info = load_checkpoint(checkpoint)
+    two = data.joints(int(data.split("test")[0]))
+    with pytest.raises(ValueError, match="s1: 2 persons; the checkpoint takes at most 1"):
+        preprocess(two, info, "s1")
+    padded = preprocess(two[:, :1], info)
+    assert padded.shape == (3, 8, 25, 1) and np.isfinite(padded).all()

@@ -37,7 +37,8 @@ import torch
 
 from mmcl.data.layouts import get_layout
 from mmcl.data.transforms import ClipTransform
-from mmcl.deploy.runtime import FORMAT, INPUT_NAME, OUTPUT_NAME, OnnxModel, info_metadata, require_onnx
+from mmcl.deploy.predict import trained_input
+from mmcl.deploy.runtime import FORMAT, INPUT_NAME, OUTPUT_NAME, OnnxModel, require_onnx
 from mmcl.errors import CheckpointError
 from mmcl.io import atomic_write_bytes
 from mmcl.models.checkpoint import CheckpointInfo, load_checkpoint
@@ -84,11 +85,15 @@ def preprocessing_description(info: CheckpointInfo) -> dict:
     """How a skeleton file becomes the graph's input, for programs that do not use mmcl (stored in the metadata)."""
     layout = get_layout(info.layout)
     transform = ClipTransform(window=info.window, stream=info.stream, bones=layout.bones)
+    trained = trained_input(info.config_yaml)
     description = {
         "joints": f"(T, M, V={layout.num_joints}, C={info.in_channels}) per file in layout {info.layout!r} "
                   f"(joint order: {', '.join(layout.joints)}), coordinates as mmcl's prepared format stores them "
                   f"(NTU .skeleton: read as SGN / CTR-GCN's preprocessing reads it)",
-        "persons": f"all-zero persons appended up to M={info.num_person}",
+        "center": (f"every present person minus actor 1's joint {layout.center} ({layout.joints[layout.center]}) "
+                   f"in frame 0; absent persons stay zero" if trained.center else "none"),
+        "persons": f"all-zero persons appended up to M={info.num_person}"
+                   + (f"; persons after the first {info.num_person} dropped" if trained.drops_persons else ""),
         "layout_to_input": "(T, M, V, C) -> (C, T, V, M)",
         "crop": {"kind": "centre", "keep": transform.test_keep,
                  "frames_cut_each_end": f"int({1 - transform.test_keep:.2f} * T / 2)"},
@@ -113,7 +118,8 @@ def _trace(model: torch.nn.Module, example: torch.Tensor, opset: int, dynamic_ti
         # the exporter's notes that it is the legacy one (chosen above) and about its own internals
         warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export", category=DeprecationWarning)
         warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx")
-        # about GRUs traced at batch > 1; the verification runs batch 1 and 3
+        # about GRUs traced at batch > 1 (the verification runs batch 1 and 3) and strided slices it leaves unfolded
+        warnings.filterwarnings("ignore", message="Constant folding - Only steps=1")
         warnings.filterwarnings("ignore", message="Exporting a model to ONNX with a batch_size other than 1")
         torch.onnx.export(model, (example,), buffer, dynamo=False, input_names=[INPUT_NAME],
                           output_names=[OUTPUT_NAME], dynamic_axes={INPUT_NAME: axes, OUTPUT_NAME: {0: "batch"}},
@@ -173,7 +179,7 @@ def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike | None = N
     with torch.no_grad():  # also fills caches that depend on the frame count before tracing
         references = {id(x): model(x).double().numpy() for x in [example, *at_window, longer]}
 
-    metadata = {"format": FORMAT, **info_metadata(info),
+    metadata = {"format": FORMAT, **info.to_metadata(),
                 "preprocessing": json.dumps(preprocessing_description(info)),
                 "source_checkpoint": checkpoint.name, "source_sha256": _sha256(checkpoint),
                 "exporter": f"torch {torch.__version__} TorchScript exporter, opset {opset}"}

@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -29,9 +28,6 @@ from mmcl.models.checkpoint import CheckpointInfo
 
 FORMAT = "mmcl-onnx-v1"
 INPUT_NAME, OUTPUT_NAME = "skeleton", "logits"
-# The CheckpointInfo fields as the deployable checkpoint's metadata stores them (JSON-encoded where not a string).
-_INFO_KEYS = {"model": str, "model_args": "json", "class_names": "json", "layout": str, "in_channels": int,
-              "num_person": int, "stream": str, "window": int, "config": str, "extra": "json"}
 
 
 def require_onnx() -> None:
@@ -44,26 +40,15 @@ def require_onnx() -> None:
                           f"pip install -e \".[deploy]\"") from e
 
 
-def info_metadata(info: CheckpointInfo) -> dict[str, str]:
-    """A checkpoint's metadata as ONNX ``metadata_props`` entries (strings, the checkpoint's own keys)."""
-    values = {"model": info.model, "model_args": info.model_args, "class_names": info.class_names,
-              "layout": info.layout, "in_channels": info.in_channels, "num_person": info.num_person,
-              "stream": info.stream, "window": info.window, "config": info.config_yaml, "extra": info.extra}
-    return {k: json.dumps(values[k]) if kind == "json" else str(values[k]) for k, kind in _INFO_KEYS.items()}
-
-
-def info_from_metadata(meta: dict[str, str], where: str | os.PathLike) -> CheckpointInfo:
-    """The inverse of :func:`info_metadata`; ``where`` names the file in errors."""
+def read_info(meta: dict[str, str], where: str | os.PathLike) -> CheckpointInfo:
+    """The checkpoint metadata an mmcl ONNX file carries; ``where`` names the file in errors."""
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"{where} is not an ONNX file written by `mmcl export` (metadata format "
-                         f"{meta.get('format')!r}, expected {FORMAT!r})")
-    missing = [k for k in _INFO_KEYS if k not in meta]
-    if missing:
-        raise CheckpointError(f"{where}: ONNX metadata lacks {', '.join(missing)}")
-    v: dict[str, Any] = {k: json.loads(meta[k]) if kind == "json" else kind(meta[k]) for k, kind in _INFO_KEYS.items()}
-    return CheckpointInfo(model=v["model"], model_args=v["model_args"], class_names=v["class_names"],
-                          layout=v["layout"], in_channels=v["in_channels"], num_person=v["num_person"],
-                          stream=v["stream"], window=v["window"], config_yaml=v["config"], extra=v["extra"])
+                              f"{meta.get('format')!r}, expected {FORMAT!r})")
+    try:
+        return CheckpointInfo.from_metadata(meta)
+    except (KeyError, ValueError) as e:
+        raise CheckpointError(f"{where}: incomplete mmcl metadata ({type(e).__name__}: {e})") from None
 
 
 class OnnxModel:
@@ -87,14 +72,25 @@ class OnnxModel:
         except Exception as e:  # onnx raises DecodeError and others on a file that is not ONNX
             raise CheckpointError(f"{self.path}: not a readable ONNX model: {type(e).__name__}: {e}") from None
         self.metadata = {p.key: p.value for p in proto.metadata_props}
-        self.info = info_from_metadata(self.metadata, self.path)
-        self.input = json.loads(self.metadata["input"])
+        self.info = read_info(self.metadata, self.path)
+        try:
+            self.input = json.loads(self.metadata["input"])
+            if len(self.input["shape"]) != 5:
+                raise ValueError(f"input shape {self.input['shape']}")
+        except (KeyError, TypeError, ValueError) as e:
+            raise CheckpointError(f"{self.path}: ONNX metadata 'input' missing or unreadable ({type(e).__name__}: "
+                                  f"{e})") from None
         options = ort.SessionOptions()
         options.log_severity_level = 4  # failures come back as exceptions; do not print them twice
         if threads is not None:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        try:
+            self.session = ort.InferenceSession(proto.SerializeToString(), options,
+                                                providers=["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime's own error types for a graph it cannot load
+            raise CheckpointError(f"{self.path}: onnxruntime cannot load the graph: "
+                                  f"{str(e).splitlines()[0][:300]}") from None
 
     @property
     def dynamic_time(self) -> bool:
@@ -107,5 +103,5 @@ class OnnxModel:
         expected = self.input["shape"]
         if batch.ndim != 5 or any(isinstance(e, int) and s != e for s, e in zip(batch.shape, expected)):
             raise DataError(f"{self.path} takes {INPUT_NAME} of shape ({', '.join(map(str, expected))}), "
-                             f"got {batch.shape}")
+                            f"got {batch.shape}")
         return self.session.run([OUTPUT_NAME], {INPUT_NAME: batch})[0]

@@ -238,8 +238,11 @@ class DeformablePath(SkeletonPath):
         self._partitions: dict[tuple[int, torch.device], tuple] = {}
 
     def partitions(self, frames: int, device: torch.device) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]:
-        """(joint-stride, temporal-stride) partitions (:func:`partition`) of ``frames`` x V pose tokens, cached."""
-        key = (frames, device)
+        """(joint-stride, temporal-stride) partitions (:func:`partition`) of ``frames`` x V pose tokens, cached.
+
+        ``int(frames)``: under ONNX tracing a size is a tensor; as a key it would miss the cache filled before the
+        trace (and trace the partition's sort, which the exporter cannot write) instead of using its constants."""
+        key = (int(frames), device)
         if key not in self._partitions:
             cfg, groups = self.cfg, self.groups.cpu()
             joint = partition(joint_stride_keys(groups, frames, cfg.joint_scope))

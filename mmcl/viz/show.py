@@ -11,8 +11,9 @@ array (T, M, V, C) or (T, V, C), whose layout is ``--layout``, the checkpoint's,
 prepared dataset (``--data``) by name or index. Every frame is drawn, one person per colour, with the bones of the
 layout's graph, from a chosen view (``front``: the camera's; ``side``; ``top``; or ``ELEV,AZIM`` in degrees). The
 true label comes from the prepared dataset, ``--label``, or the action number of an NTU file name (named by the
-checkpoint's classes when one is given). With ``--checkpoint`` the model's top-5 classes (computed once on the whole
-clip, as ``mmcl predict`` does) are drawn as bars beside the skeleton, the true class in green.
+checkpoint's classes when one is given). With ``--checkpoint`` (or its ONNX export, ``--model``) the model's top-5
+classes (computed once on the whole clip, through ``mmcl predict``'s preprocessing, which maps a file of another
+layout to the model's by joint name) are drawn as bars beside the skeleton, the true class in green.
 
 ``--pair A B`` plays a clip of class A and one of class B side by side (the two classes a confusion matrix shows
 mixed up). With a checkpoint, each side is the clip of its class that the model most confuses with the other class
@@ -33,7 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mmcl.data.layouts import get_layout
+from mmcl.data.layouts import LAYOUTS, get_layout
+from mmcl.data.prepared import unusable_reason
 from mmcl.errors import DataError
 from mmcl.io import atomic_path
 
@@ -75,10 +77,10 @@ def read_raw(path: str | os.PathLike, layout: str | None = None) -> tuple[np.nda
     if not path.is_file():
         raise FileNotFoundError(f"skeleton file not found: {path}")
     suffix = path.suffix
-    if suffix == ".skeleton":
-        from mmcl.data.ntu import read_skeleton
+    if suffix in (".skeleton", ".npy"):
+        from mmcl.deploy.predict import read_joints
 
-        joints = read_skeleton(path)
+        joints = read_joints(path)
     elif suffix == ".mat":
         from mmcl.data.utd_mhad import read_utd_mat
 
@@ -91,25 +93,27 @@ def read_raw(path: str | os.PathLike, layout: str | None = None) -> tuple[np.nda
         from mmcl.data.sysu import read_sysu_file
 
         joints = read_sysu_file(path)
-    elif suffix == ".npy":
-        joints = np.load(path, allow_pickle=False)
-        if not np.issubdtype(joints.dtype, np.number) or joints.ndim not in (3, 4):
-            raise DataError(f"{path}: array of shape {joints.shape} ({joints.dtype}); expected numbers of shape "
-                             f"(T, M, V, C) or (T, V, C)")
     else:
         raise DataError(f"{path}: unsupported file type {suffix!r}; expected .skeleton, .npy, .mat, .json or .txt")
     joints = np.asarray(joints, dtype=np.float32)
     if joints.ndim == 3:
         joints = joints[:, None]
+    if joints.ndim != 4:
+        raise DataError(f"{path}: array of shape {joints.shape}; expected (T, M, V, C) or (T, V, C)")
     v = joints.shape[2]
     if layout is None:
         layout = RAW_LAYOUTS.get(suffix) or ("ntu25" if v == 25 else None)
         if layout is None:
             raise DataError(f"{path}: {v} joints per frame; name the layout with --layout (one of "
-                             f"ntu25, kinect_v1_20, nwucla20)")
+                            f"{', '.join(LAYOUTS)})")
+    if layout not in LAYOUTS:
+        raise DataError(f"unknown layout {layout!r}; known layouts: {', '.join(LAYOUTS)}")
     if v != get_layout(layout).num_joints or joints.shape[3] < 3 or joints.shape[0] == 0:
         raise DataError(f"{path}: array of shape {joints.shape}; layout {layout!r} needs (T>0, M, "
-                         f"{get_layout(layout).num_joints}, C>=3)")
+                        f"{get_layout(layout).num_joints}, C>=3)")
+    reason = unusable_reason(joints)
+    if reason is not None:
+        raise DataError(f"{path}: {reason}")
     return joints, layout
 
 
@@ -127,28 +131,13 @@ def ntu_file_label(path: Path, class_names: Sequence[str] | None) -> str | None:
     return f"action A{action:03d}"
 
 
-def predict_top(model, info, clips: Sequence[np.ndarray], k: int = 5) -> list[list[tuple[str, float]]]:
-    """The model's ``k`` most probable (class, probability) for each clip (T, M, V, C), preprocessed as by
-    ``mmcl predict``; one batch."""
-    import torch
+def predict_top(predictor, clips: Sequence[Clip], k: int = 5) -> list[list[tuple[str, float]]]:
+    """A predictor's (:class:`mmcl.deploy.predict.Predictor`) ``k`` most probable (class, probability) for each clip,
+    preprocessed by ``mmcl predict``'s :func:`~mmcl.deploy.predict.preprocess` (from the clip's layout); one batch."""
+    from mmcl.deploy.predict import preprocess, top_classes
 
-    from mmcl.data.transforms import ClipTransform
-
-    layout = get_layout(info.layout)
-    transform = ClipTransform(window=info.window, stream=info.stream, bones=layout.bones)
-    batch = []
-    for joints in clips:
-        if joints.shape[2] != layout.num_joints or joints.shape[1] > info.num_person:
-            raise DataError(f"a clip of shape {joints.shape} does not fit the checkpoint (layout {info.layout!r}, "
-                             f"at most {info.num_person} persons)")
-        t, m, v, c = joints.shape
-        joints = np.concatenate([joints, np.zeros((t, info.num_person - m, v, c), np.float32)], axis=1)
-        batch.append(transform(joints.transpose(3, 0, 2, 1), t))
-    with torch.no_grad():
-        probs = torch.softmax(model(torch.from_numpy(np.stack(batch))).double(), dim=1)
-    top = torch.topk(probs, min(k, len(info.class_names)))
-    return [[(info.class_names[i], float(p)) for p, i in zip(values, indices)]
-            for values, indices in zip(top.values, top.indices)]
+    logits = predictor(np.stack([preprocess(c.joints, predictor.info, c.name, c.layout) for c in clips]))
+    return [top_classes(row, predictor.info.class_names, k) for row in logits]
 
 
 def _limits(joints: np.ndarray) -> tuple[np.ndarray, float]:
@@ -282,14 +271,6 @@ def render(clips: Sequence[Clip], out: str | os.PathLike, view: str = "front", f
     return len(frames)
 
 
-def _load_predictor(checkpoint: Path | None):
-    if checkpoint is None:
-        return None
-    from mmcl.models.checkpoint import load_checkpoint
-
-    return load_checkpoint(checkpoint)
-
-
 def _class_index(name: str, class_names: Sequence[str], where: str) -> int:
     if name in class_names:
         return class_names.index(name)
@@ -302,12 +283,18 @@ def prepared_clips(data, samples: Sequence[str], predictor=None) -> list[Clip]:
     """A prepared dataset's samples (by name or index) as :class:`Clip` s, predicted in one batch."""
     clips = []
     for sample in samples:
-        i = int(sample) if sample.isdigit() else data.index_of(sample)
-        if not 0 <= i < len(data):
-            raise IndexError(f"sample index {i} outside 0..{len(data) - 1} of {data.root}")
+        if sample.isdigit():
+            i = int(sample)
+            if not 0 <= i < len(data):
+                raise DataError(f"sample index {i} outside 0..{len(data) - 1} of {data.root}")
+        else:
+            try:
+                i = data.index_of(sample)
+            except KeyError as e:
+                raise DataError(e.args[0]) from None
         clips.append(Clip(data.joints(i), data.info.layout, data.names[i], data.class_names[int(data.labels[i])]))
     if predictor is not None:
-        for clip, top in zip(clips, predict_top(*predictor, [c.joints for c in clips])):
+        for clip, top in zip(clips, predict_top(predictor, clips)):
             clip.predictions = top
     return clips
 
@@ -336,7 +323,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pair", nargs=2, metavar=("CLASS_A", "CLASS_B"), default=None,
                         help="play a clip of each of two classes side by side (names or indices; needs --data)")
     parser.add_argument("--split", default="test", help="split the --pair clips come from")
-    parser.add_argument("--checkpoint", type=Path, default=None, help="deployable checkpoint: draw its top-5")
+    model = parser.add_mutually_exclusive_group()
+    model.add_argument("--checkpoint", type=Path, default=None, help="deployable checkpoint: draw its top-5")
+    model.add_argument("--model", type=Path, default=None, help="or an ONNX export of one (run by onnxruntime)")
     parser.add_argument("--layout", default=None, help="layout of a .npy file (default: the checkpoint's, or ntu25)")
     parser.add_argument("--label", default=None, help="true label to show for a raw file")
     parser.add_argument("--view", default="front", help=f"{', '.join(VIEWS)} or ELEV,AZIM in degrees")
@@ -347,16 +336,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    predictor = _load_predictor(args.checkpoint)
+    if args.out is not None and args.out.suffix not in (".gif", ".mp4"):
+        raise DataError(f"{args.out}: write a .gif or an .mp4")
+    parse_view(args.view)
+    predictor = None
+    if args.checkpoint or args.model:
+        from mmcl.deploy.predict import Predictor
+
+        predictor = Predictor.load(args.checkpoint, args.model)
     if args.pair:
         if args.data is None or args.sample is not None:
-            raise SystemExit("mmcl show --pair needs --data and no sample")
+            raise DataError("--pair needs --data and no sample")
         from mmcl.data.prepared import PreparedData
 
         clips = confusion_pair(PreparedData(args.data), args.pair, args.split, predictor)
         default = f"{clips[0].name}_vs_{clips[1].name}.gif"
     elif args.sample is None:
-        raise SystemExit("mmcl show needs a sample (a file, or a name / index with --data) or --pair")
+        raise DataError("give a sample (a file, or a name / index with --data) or --pair")
     elif args.data is not None:
         from mmcl.data.prepared import PreparedData
 
@@ -364,11 +360,14 @@ def run(args: argparse.Namespace) -> int:
         default = f"{clips[0].name}.gif"
     else:
         path = Path(args.sample)
-        info = predictor[1] if predictor else None
-        joints, layout = read_raw(path, args.layout or (info.layout if info else None))
+        info = predictor.info if predictor else None
+        # a .npy file is in the model's layout unless --layout says otherwise; other files in their format's
+        joints, layout = read_raw(path, args.layout or (info.layout if info and path.suffix == ".npy" else None))
         label = args.label or (ntu_file_label(path, info.class_names if info else None)
                                if path.suffix == ".skeleton" else None)
-        clips = [Clip(joints, layout, path.stem, label, predict_top(*predictor, [joints])[0] if predictor else None)]
+        clips = [Clip(joints, layout, path.stem, label)]
+        if predictor:
+            clips[0].predictions = predict_top(predictor, clips)[0]
         default = f"{path.stem}.gif"
     out = args.out or Path(default)
     frames = render(clips, out, args.view, args.fps, args.stride, args.dpi)
