@@ -11,6 +11,7 @@ from mmcl.data.transforms import (STREAMS, ClipTransform, Draws, center_crop_bou
                                   train_crop_length, valid_frame_count)
 
 LAYOUT_PAIRS = {"ntu25": ref.NTU_PAIRS, "kinect_v1_20": ref.UCLA_PAIRS, "nwucla20": ref.UCLA_PAIRS}
+CTRGCN_STREAMS = [s for s in STREAMS if not s.startswith("skip")]  # BRL's skip streams: tests/test_longtail.py
 
 
 def padded_clip(rng: np.random.Generator, valid: int, v: int, m: int, total: int = 300) -> np.ndarray:
@@ -32,7 +33,7 @@ def test_layout_bones_match_ctrgcn_pairs(layout_name):
 
 
 @pytest.mark.parametrize("layout_name,m", [("ntu25", 2), ("kinect_v1_20", 1)])
-@pytest.mark.parametrize("stream", STREAMS)
+@pytest.mark.parametrize("stream", CTRGCN_STREAMS)
 @pytest.mark.parametrize("valid", [23, 64, 103, 300])
 def test_eval_matches_reference(layout_name, m, stream, valid):
     layout = get_layout(layout_name)
@@ -45,7 +46,7 @@ def test_eval_matches_reference(layout_name, m, stream, valid):
 
 
 @pytest.mark.parametrize("layout_name,m", [("ntu25", 2), ("kinect_v1_20", 1)])
-@pytest.mark.parametrize("stream", STREAMS)
+@pytest.mark.parametrize("stream", CTRGCN_STREAMS)
 @pytest.mark.parametrize("valid", [40, 64, 150, 300])
 def test_train_matches_reference_given_same_draws(layout_name, m, stream, valid):
     layout = get_layout(layout_name)

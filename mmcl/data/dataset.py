@@ -35,7 +35,7 @@ class SkeletonDataset(Dataset):
     Args:
         data: a :class:`PreparedData` or its directory.
         split: ``"train"``, ``"val"`` or ``"test"``.
-        stream: ``"joint"``, ``"bone"``, ``"joint_motion"`` or ``"bone_motion"``.
+        stream: ``"joint"``, ``"bone"``, ``"skip"`` (BRL's skip modality) or their ``_motion``.
         window: frames per clip.
         train: random crop (``p ~ U[p_interval]``) and rotation; otherwise centre crop 0.95, no rotation.
         p_interval: training crop fraction range.

@@ -8,8 +8,11 @@ Arrays are ``(C, T, V, M)`` float32, as in the reference. One clip goes through,
    (``align_corners=False``; the reference calls bilinear on a ``(C*V*M, T)`` image, whose height is unchanged, which
    is the same linear interpolation along time).
 2. **rotation** (training): one angle per axis ``~ U[-0.3, 0.3]`` rad, ``R = Rz @ Ry @ Rx`` applied to every frame.
-3. **bone**: ``x[:, :, j] - x[:, :, parent(j)]`` for the layout's bone pairs (:attr:`Layout.bones`).
-4. **motion**: ``x[:, t + 1] - x[:, t]``, last frame 0 (joint-motion on joints, bone-motion on bones).
+3. **bone**: ``x[:, :, j] - x[:, :, parent(j)]`` for the layout's bone pairs (:attr:`Layout.bones`); **skip**
+   (BRL's skip modality): ``x[:, :, j] - x[:, :, parent(parent(j))]``, the joint minus its 2-hop ancestor, 0 for the
+   root and its children (:func:`skip_pairs`).
+4. **motion**: ``x[:, t + 1] - x[:, t]``, last frame 0 (joint-motion on joints, bone-motion on bones, skip-motion on
+   skips).
 
 The reference floors the training crop at a hard-coded 64 frames, which is its window; here the floor defaults to the
 window (``min_length``), the same number at the default window of 64.
@@ -27,7 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-STREAMS = ("joint", "bone", "joint_motion", "bone_motion")
+STREAMS = ("joint", "bone", "joint_motion", "bone_motion", "skip", "skip_motion")
 
 
 def valid_frame_count(x: np.ndarray) -> int:
@@ -84,6 +87,23 @@ def to_bone(x: np.ndarray, bones: Sequence[tuple[int, int]]) -> np.ndarray:
     return out
 
 
+def skip_pairs(bones: Sequence[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
+    """BRL's skip pairs from a layout's bone pairs: (j, parent(parent(j))) for every joint at least two hops from the
+    root (the joint that is its own parent); the root and its children have no 2-hop ancestor and are left out."""
+    parent = dict(bones)
+    pairs = []
+    for j, p in bones:
+        if p != j and parent.get(p, p) != p:
+            pairs.append((j, parent[p]))
+    return tuple(pairs)
+
+
+def to_skip(x: np.ndarray, bones: Sequence[tuple[int, int]]) -> np.ndarray:
+    """Skip stream: ``x[:, :, j] - x[:, :, parent(parent(j))]`` (:func:`skip_pairs`); other joints 0."""
+    pairs = skip_pairs(bones)
+    return to_bone(x, pairs) if pairs else np.zeros_like(x)
+
+
 def to_motion(x: np.ndarray) -> np.ndarray:
     """Motion stream: ``x[:, t + 1] - x[:, t]``, the last frame 0."""
     out = np.zeros_like(x)
@@ -107,7 +127,7 @@ class ClipTransform:
     Attributes:
         window: output frames.
         stream: one of :data:`STREAMS`.
-        bones: 0-based (joint, parent) pairs, needed by the bone streams (``Layout.bones``).
+        bones: 0-based (joint, parent) pairs, needed by the bone and skip streams (``Layout.bones``).
         train: random crop (+ rotation) when true; centre crop otherwise.
         p_interval: range of the training crop fraction.
         min_length: floor of the training crop length; ``None`` means ``window``.
@@ -129,7 +149,7 @@ class ClipTransform:
     def __post_init__(self) -> None:
         if self.stream not in STREAMS:
             raise ValueError(f"unknown stream {self.stream!r}; streams: {', '.join(STREAMS)}")
-        if self.stream.startswith("bone") and not self.bones:
+        if self.stream.startswith(("bone", "skip")) and not self.bones:
             raise ValueError(f"stream {self.stream!r} needs the layout's bone pairs")
         if self.window < 1:
             raise ValueError(f"window must be positive, got {self.window}")
@@ -177,6 +197,8 @@ class ClipTransform:
             out = crop_resize(x, *center_crop_bounds(valid, self.test_keep), self.window)
         if self.stream.startswith("bone"):
             out = to_bone(out, self.bones)
+        elif self.stream.startswith("skip"):
+            out = to_skip(out, self.bones)
         if self.stream.endswith("motion"):
             out = to_motion(out)
         return out
