@@ -1,4 +1,5 @@
-"""Classification metrics, the per-sample scores file and the confusion-matrix plot."""
+"""Classification metrics, the per-sample scores file, the confusion-matrix plot and, for long-tailed training sets,
+many / medium / few-shot accuracy with a per-class accuracy plot ordered by training count."""
 
 from __future__ import annotations
 
@@ -128,3 +129,75 @@ def write_report(out_dir: str | os.PathLike, prefix: str, report: Classification
     plot_confusion(report.confusion, class_names, out_dir / f"{prefix}confusion.png",
                    title=f"top-1 {100 * report.top1:.2f}%  ({report.num_samples} samples)")
     return metrics
+
+
+SHOT_GROUPS = ("many", "medium", "few")
+
+
+def shot_groups(train_counts: Sequence[int] | np.ndarray, many_above: int = 100,
+                few_below: int = 20) -> dict[str, np.ndarray]:
+    """Class indices by training count: many-shot (> ``many_above``), medium (``few_below`` … ``many_above``) and
+    few-shot (< ``few_below``); NTU-LT uses 100 and 20."""
+    if few_below > many_above + 1:
+        raise ValueError(f"few_below ({few_below}) must not exceed many_above + 1 ({many_above + 1})")
+    n = np.asarray(train_counts)
+    return {"many": np.flatnonzero(n > many_above),
+            "medium": np.flatnonzero((n >= few_below) & (n <= many_above)),
+            "few": np.flatnonzero(n < few_below)}
+
+
+def longtail_accuracy(per_class_accuracy: Sequence[float | None], train_counts: Sequence[int] | np.ndarray,
+                      many_above: int = 100, few_below: int = 20) -> dict:
+    """Many / medium / few-shot top-1: the mean per-class accuracy over each group's classes (None for a group with
+    no class or no evaluated sample), with the thresholds and each group's classes."""
+    acc = list(per_class_accuracy)
+    if len(acc) != len(train_counts):
+        raise ValueError(f"{len(acc)} per-class accuracies for {len(train_counts)} training counts")
+    out: dict = {"thresholds": {"many_above": many_above, "few_below": few_below}, "classes": {}}
+    for group, classes in shot_groups(train_counts, many_above, few_below).items():
+        values = [acc[c] for c in classes if acc[c] is not None]
+        out[f"{group}_shot_top1"] = float(np.mean(values)) if values else None
+        out["classes"][group] = classes.tolist()
+    return out
+
+
+def plot_per_class_accuracy(per_class_accuracy: Sequence[float | None], train_counts: Sequence[int] | np.ndarray,
+                            class_names: Sequence[str], path: str | os.PathLike, many_above: int = 100,
+                            few_below: int = 20, title: str = "") -> Path:
+    """Per-class accuracy (bars, classes ordered by training count, most first) with the training counts (line) and
+    the many / medium / few-shot groups shaded, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    counts = np.asarray(train_counts)
+    order = np.argsort(-counts, kind="stable")
+    acc = np.array([np.nan if per_class_accuracy[c] is None else 100 * per_class_accuracy[c] for c in order])
+    x = np.arange(len(order))
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.16 * len(order) + 3), 4))
+    colours = {"many": "tab:blue", "medium": "tab:orange", "few": "tab:red"}
+    groups = shot_groups(counts, many_above, few_below)
+    group_of = {int(c): g for g, classes in groups.items() for c in classes}
+    ax.bar(x, np.nan_to_num(acc), color=[colours[group_of[int(c)]] for c in order])
+    for g, label in (("many", f"many-shot (> {many_above})"), ("medium", f"medium ({few_below}-{many_above})"),
+                     ("few", f"few-shot (< {few_below})")):
+        ax.bar([], [], color=colours[g], label=label)
+    ax.set_ylabel("test top-1 (%)")
+    ax.set_ylim(0, 105)
+    ax.set_xlabel("classes, most training samples first")
+    if len(order) <= 40:
+        ax.set_xticks(x, [class_names[c] for c in order], rotation=90, fontsize=7)
+    twin = ax.twinx()
+    twin.plot(x, counts[order], color="black", marker=".", label="training samples")
+    twin.set_ylabel("training samples")
+    twin.set_ylim(0, counts.max() * 1.1)
+    handles = ax.get_legend_handles_labels()
+    extra = twin.get_legend_handles_labels()
+    ax.legend(handles[0] + extra[0], handles[1] + extra[1], fontsize=7, loc="upper right")
+    ax.set_title(title)
+    fig.tight_layout()
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
+    plt.close(fig)
+    return Path(path)
