@@ -33,6 +33,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from mmcl.colearn.config import ColearnConfig
+from mmcl.data.longtail import LongtailConfig
 from mmcl.errors import ConfigError
 
 COMMAND_LINE = "the command line"
@@ -59,7 +60,7 @@ class DataConfig:
 
     dataset: str = "synthetic"
     root: str = ""  # prepared dataset directory; empty with dataset 'synthetic': the generated demo set in the cache
-    stream: str = "joint"  # joint | bone | joint_motion | bone_motion
+    stream: str = "joint"  # joint | bone | skip | joint_motion | bone_motion | skip_motion
     window: int = 64
     p_interval: list[float] = field(default_factory=lambda: [0.5, 1.0])
     random_rotation: bool = True
@@ -78,6 +79,7 @@ class DataConfig:
     # label_seed (mmcl.data.subsets.stratified_subset); 1: every training sample.
     label_fraction: float = 1.0
     label_seed: int = 0
+    longtail: LongtailConfig = field(default_factory=LongtailConfig)  # train on a long-tailed split (NTU-LT, BRL)
 
 
 @dataclass
@@ -132,6 +134,7 @@ class TrainConfig:
               "no, bf16 or fp16")
         check(self.optim.scheduler in ("step", "cosine"), "optim.scheduler", self.optim.scheduler, "step or cosine")
         check(0 < self.data.label_fraction <= 1, "data.label_fraction", self.data.label_fraction, "a number in (0, 1]")
+        self.data.longtail.validate("data.longtail")
 
 
 T = TypeVar("T")

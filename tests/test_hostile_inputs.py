@@ -216,9 +216,67 @@ def utd_error_cases() -> dict[str, Case]:
     return cases
 
 
+# ------------------------------------------------------------------------------------------------ long-tail lists
+
+def longtail_source(d: Path) -> Path:
+    """A prepared set of 2 classes x 6 subjects (subjects 5 and 6 test) to draw long-tailed splits from."""
+    from mmcl.data.prepared import PreparedInfo, write_prepared
+
+    rng = np.random.default_rng(3)
+    samples = [(f"S001C001P{s:03d}R001A{a:03d}", a - 1, rng.normal(size=(4, 1, 25, 3)).astype(np.float32))
+               for s in range(1, 7) for a in (1, 2)]
+    splits = {"train": list(range(8)), "test": list(range(8, 12))}
+    info = PreparedInfo(dataset="toy", layout="ntu25", num_person=1, class_names=["a", "b"])
+    return write_prepared(d / "source", info, samples, splits)
+
+
+def longtail_cases() -> dict[str, Case]:
+    import gzip
+
+    listed = "\n".join(f"S001C001P{s:03d}R001A001" for s in (1, 2, 3)) + "\nS001C001P001R001A002\n"
+    cases = {}
+    for kind in ("empty", "truncated", "random", "headerflip", "bitflip"):
+        def make(d: Path, kind=kind) -> list[str]:
+            (d / "list.txt.gz").write_bytes(corruptions(gzip.compress(listed.encode()))[kind])
+            return ["prepare", "longtail", "--from", str(longtail_source(d)), "--list", str(d / "list.txt.gz"),
+                    "--out", str(d / "out"), "--val-per-class", "1"]
+        cases[f"longtail-list-{kind}"] = Case(make, ("{tmp}/list.txt.gz",))
+
+    def absent(d: Path) -> list[str]:
+        (d / "list.txt").write_text(listed + "S009C001P001R001A001\n")
+        return ["prepare", "longtail", "--from", str(longtail_source(d)), "--list", str(d / "list.txt"),
+                "--out", str(d / "out"), "--val-per-class", "1"]
+
+    def in_test(d: Path) -> list[str]:
+        (d / "list.txt").write_text(listed + "S001C001P006R001A002\n")
+        return ["prepare", "longtail", "--from", str(longtail_source(d)), "--list", str(d / "list.txt"),
+                "--out", str(d / "out"), "--val-per-class", "1"]
+
+    def not_prepared(d: Path) -> list[str]:
+        (d / "list.txt").write_text(listed)
+        (d / "source").mkdir()
+        return ["prepare", "longtail", "--from", str(d / "source"), "--list", str(d / "list.txt"),
+                "--out", str(d / "out")]
+
+    def too_few(d: Path) -> list[str]:
+        return ["prepare", "longtail", "--from", str(longtail_source(d)), "--imbalance", "2", "--n-max", "5",
+                "--out", str(d / "out")]
+
+    def bad_factor(d: Path) -> list[str]:
+        return ["prepare", "longtail", "--from", str(longtail_source(d)), "--imbalance", "0.5", "--n-max", "2",
+                "--out", str(d / "out")]
+
+    cases["longtail-absent-sample"] = Case(absent, ("{tmp}/list.txt", "S009C001P001R001A001"))
+    cases["longtail-test-sample"] = Case(in_test, ("{tmp}/list.txt", "S001C001P006R001A002", "test split"))
+    cases["longtail-source-not-prepared"] = Case(not_prepared, ("{tmp}/source", "meta.json"))
+    cases["longtail-too-few"] = Case(too_few, ("'a' (class 0): 4 < 5",))
+    cases["longtail-bad-factor"] = Case(bad_factor, ("imbalance factor", "0.5"))
+    return cases
+
+
 # ------------------------------------------------------------------------------------------------ the tests
 
-ERROR_CASES = {**npz_cases(), **pyskl_cases(), **utd_error_cases()}
+ERROR_CASES = {**npz_cases(), **pyskl_cases(), **utd_error_cases(), **longtail_cases()}
 SKIP_CASES = {**pyskl_skip_cases(), **utd_skip_cases()}
 
 

@@ -4,11 +4,15 @@
 
     mmcl prepare {ntu,synthetic,nwucla,utd-mhad,sysu,npz,pyskl} --raw PATH --out DIR
                  [--benchmark xsub|xview|xset] [--overwrite] [--workers N]
+    mmcl prepare longtail --from PREPARED --out DIR (--list FILE | --imbalance R --n-max N) [--seed S]
+                 [--val-per-class K]
 
 ``--raw`` is the raw dataset: the ``.skeleton`` folder (ntu), the synthetic dataset's root or its ``skeletons`` folder
 (synthetic; class names come from ``classes.json`` beside the skeleton files or in their parent), the folder of sample
 files (nwucla, utd-mhad, sysu), or the file itself (npz: CTR-GCN's ``.npz``; pyskl: an annotation pickle).
-Options that apply to some datasets only are refused for the others.
+Options that apply to some datasets only are refused for the others. ``longtail`` reads no raw data: it writes the
+long-tailed version of an already prepared dataset (:mod:`mmcl.data.longtail`), whose training split is a published
+list (BRL's NTU-LT lists, gzipped or not) or a profile drawn by seed.
 
 Every dataset is written into ``<out>.partial`` and moved to ``<out>`` when complete; running the same command again
 after a kill resumes where it stopped. The command ends with a summary: samples, split sizes, skipped, time.
@@ -24,10 +28,11 @@ from pathlib import Path
 from typing import Callable
 
 from mmcl.data.layouts import LAYOUTS
+from mmcl.data.longtail import read_longtail
 from mmcl.data.prepared import PreparedData
 from mmcl.errors import MmclError
 
-DATASETS = ("ntu", "synthetic", "nwucla", "utd-mhad", "sysu", "npz", "pyskl")
+DATASETS = ("ntu", "synthetic", "nwucla", "utd-mhad", "sysu", "npz", "pyskl", "longtail")
 # Options that only some datasets take: option -> datasets.
 SPECIFIC_OPTIONS = {
     "benchmark": ("ntu", "synthetic", "npz"),
@@ -40,12 +45,20 @@ SPECIFIC_OPTIONS = {
     "layout": ("pyskl",),
     "persons": ("pyskl",),
     "pad_2d": ("pyskl",),
+    "raw": tuple(d for d in DATASETS if d != "longtail"),
+    "source": ("longtail",),
+    "list": ("longtail",),
+    "imbalance": ("longtail",),
+    "n_max": ("longtail",),
+    "seed": ("longtail",),
+    "val_per_class": ("longtail",),
 }
+FLAGS = {"source": "--from"}  # options whose flag is not their name
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dataset", choices=DATASETS, help="which reader to use")
-    parser.add_argument("--raw", type=Path, required=True,
+    parser.add_argument("--raw", type=Path,
                         help="the raw dataset: .skeleton folder (ntu); root or skeletons/ folder (synthetic); folder "
                              "of sample files (nwucla, utd-mhad, sysu); CTR-GCN .npz file (npz); annotation pickle "
                              "(pyskl)")
@@ -65,6 +78,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--layout", choices=sorted(LAYOUTS), help="pyskl: joint layout (default: by joint count)")
     parser.add_argument("--persons", type=int, help="pyskl: persons kept per frame (default 2)")
     parser.add_argument("--pad-2d", action="store_true", help="pyskl: store 2D keypoints with a zero third channel")
+    parser.add_argument("--from", dest="source", type=Path, help="longtail: the full prepared dataset")
+    parser.add_argument("--list", type=Path,
+                        help="longtail: training list, one sample name per line, gzipped or not (e.g. "
+                             "../shared/longtail/NTU60_xsub_exp_100.txt.gz)")
+    parser.add_argument("--imbalance", type=float,
+                        help="longtail without a list: imbalance factor r (class c keeps int(n_max * (1/r) ** "
+                             "(c / (C - 1))) training samples)")
+    parser.add_argument("--n-max", type=int, help="longtail without a list: training samples of class 0")
+    parser.add_argument("--seed", type=int, help="longtail: seed of the drawn training and validation samples "
+                                                 "(default 0)")
+    parser.add_argument("--val-per-class", type=int,
+                        help="longtail: validation samples per class, from the training samples the long-tailed "
+                             "split leaves out (default 20)")
 
 
 def synthetic_inputs(raw: Path) -> tuple[Path, list[str]]:
@@ -155,9 +181,23 @@ def _pyskl(args: argparse.Namespace) -> Path:
                         class_names=_class_names(args.class_names), overwrite=args.overwrite)
 
 
+def _longtail(args: argparse.Namespace) -> Path:
+    from mmcl.data.longtail import build_longtail
+
+    if args.source is None:
+        raise MmclError("longtail needs --from, the full prepared dataset")
+    if (args.imbalance is None) != (args.n_max is None):
+        raise MmclError("--imbalance and --n-max go together")
+    if (args.list is None) == (args.imbalance is None):
+        raise MmclError("longtail needs either --list FILE or --imbalance R with --n-max N")
+    return build_longtail(args.source, args.out, list_path=args.list, imbalance=args.imbalance, n_max=args.n_max,
+                          seed=args.seed or 0, val_per_class=20 if args.val_per_class is None else args.val_per_class,
+                          overwrite=args.overwrite)
+
+
 PREPARERS: dict[str, Callable[[argparse.Namespace], Path]] = {
     "ntu": _ntu, "synthetic": _synthetic, "nwucla": _nwucla, "utd-mhad": _utd_mhad, "sysu": _sysu, "npz": _npz,
-    "pyskl": _pyskl,
+    "pyskl": _pyskl, "longtail": _longtail,
 }
 
 
@@ -172,16 +212,23 @@ def summary(data: PreparedData, seconds: float) -> str:
     ]
     if info.split_protocol:
         lines.append(f"  splits: {info.split_protocol}")
+    longtail = read_longtail(data.root)
+    if longtail is not None:
+        counts = longtail["train_class_counts"]
+        lines.append(f"  long-tailed: training samples per class from {max(counts)} down to {min(counts)} (ratio "
+                     f"{longtail['imbalance_ratio']:.1f}); sample files: {longtail['storage']}")
     lines.append(f"  time {seconds:.1f} s")
     return "\n".join(lines)
 
 
 def run(args: argparse.Namespace) -> int:
     """Prepare the dataset and print the summary (errors reach the command line's one-line report)."""
-    wrong = [f"--{opt.replace('_', '-')}" for opt, datasets in SPECIFIC_OPTIONS.items()
+    wrong = [FLAGS.get(opt, f"--{opt.replace('_', '-')}") for opt, datasets in SPECIFIC_OPTIONS.items()
              if getattr(args, opt) not in (None, False) and args.dataset not in datasets]
     if wrong:
         raise MmclError(f"{', '.join(wrong)} does not apply to {args.dataset}")
+    if args.raw is None and args.dataset != "longtail":
+        raise MmclError(f"{args.dataset} needs --raw")
     if args.workers is not None and args.workers < 1:
         raise MmclError(f"--workers must be at least 1, got {args.workers}")
     start = time.perf_counter()

@@ -12,6 +12,7 @@ from mmcl.data.adapt import ClipAdapter
 from mmcl.data.dataset import SkeletonDataset
 from mmcl.data.prepared import PreparedData
 from mmcl.data.subsets import stratified_subset
+from mmcl.errors import ConfigError
 from mmcl.paths import cache_dir
 
 
@@ -21,9 +22,33 @@ def synthetic_paths(seed: int) -> tuple[Path, Path]:
     return root / f"raw-seed{seed}", root / f"prepared-seed{seed}"
 
 
+def longtail_paths(cfg: DataConfig) -> tuple[Path, Path]:
+    """(full dataset, long-tailed set) of a run with ``data.longtail``: ``data.longtail.source`` (the demo's synthetic
+    set when empty and ``data.root`` is too) and ``data.root`` (by default beside the source)."""
+    from mmcl.data.longtail import default_root
+
+    if cfg.longtail.source:
+        source = Path(cfg.longtail.source)
+    elif cfg.dataset == "synthetic" and not cfg.root:
+        source = synthetic_paths(cfg.synthetic_seed)[1]
+    else:
+        raise ConfigError("data.longtail.source is empty; set it to the full prepared dataset that the long-tailed "
+                          "split is taken from (data.root is where the long-tailed set goes)")
+    return source, Path(cfg.root) if cfg.root else default_root(source, cfg.longtail)
+
+
 def resolve_data_root(cfg: DataConfig) -> Path:
     """The prepared dataset of a run: ``data.root``, or the demo's synthetic set in the cache when it is empty (made
-    by the training entry point, :func:`mmcl.engine.demo.prepare_demo`)."""
+    by the training entry point, :func:`mmcl.engine.demo.prepare_demo`); with ``data.longtail``, the long-tailed set
+    (built by the entry point too, or by ``mmcl prepare longtail``)."""
+    if cfg.longtail.enabled:
+        from mmcl.data.longtail import longtail_built
+
+        source, out = longtail_paths(cfg)
+        if not longtail_built(cfg.longtail, source, out):
+            raise FileNotFoundError(f"the long-tailed set of {source} is not built at {out}: `mmcl train` builds it, "
+                                    f"or `mmcl prepare longtail --from {source} --out {out} ...`")
+        return out
     if cfg.root:
         return Path(cfg.root)
     if cfg.dataset != "synthetic":

@@ -4,7 +4,7 @@
 :func:`mmcl.engine.trainer.train`; the library's ``train()`` itself only reads what exists. For a config on the
 synthetic set without ``data.root`` it generates and prepares the set into the cache (once, on the main process) and,
 with co-learning, runs the configured teachers over it (sharded over the launched processes; the tiny demo teachers
-are built first).
+are built first). A config with ``data.longtail`` gets its long-tailed set built from the full one.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from accelerate import PartialState
 
 from mmcl.config import TrainConfig
 from mmcl.data.prepared import PreparedData
-from mmcl.engine.data import synthetic_paths
+from mmcl.engine.data import longtail_paths, synthetic_paths
 
 
 def uses_demo_data(cfg: TrainConfig) -> bool:
@@ -56,11 +56,16 @@ def ensure_teacher_features(cfg: TrainConfig, data: PreparedData) -> None:
 
 def prepare_demo(cfg: TrainConfig) -> None:
     """Make the demo data ``cfg`` trains on, if it does: the synthetic set, then its teacher features when a
-    co-learning head is on and no explicit cache is named. Every launched process calls it."""
-    if not uses_demo_data(cfg):
-        return
+    co-learning head is on and no explicit cache is named; and, for any dataset, the long-tailed set that
+    ``data.longtail`` asks for (:mod:`mmcl.data.longtail`). Every launched process calls it."""
     state = PartialState()
-    with state.main_process_first():
-        data = ensure_synthetic(cfg.data.synthetic_seed)
-    if cfg.colearn.enabled and not cfg.colearn.teacher.cache:
-        ensure_teacher_features(cfg, data)
+    if uses_demo_data(cfg):
+        with state.main_process_first():
+            data = ensure_synthetic(cfg.data.synthetic_seed)
+        if cfg.colearn.enabled and not cfg.colearn.teacher.cache:
+            ensure_teacher_features(cfg, data)
+    if cfg.data.longtail.enabled:
+        from mmcl.data.longtail import ensure_longtail
+
+        with state.main_process_first():
+            ensure_longtail(cfg.data.longtail, *longtail_paths(cfg.data))
