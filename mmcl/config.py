@@ -32,6 +32,7 @@ import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from mmcl.brl.config import BRLConfig
 from mmcl.colearn.config import ColearnConfig
 from mmcl.data.longtail import LongtailConfig
 from mmcl.errors import ConfigError
@@ -123,6 +124,7 @@ class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     colearn: ColearnConfig = field(default_factory=ColearnConfig)
+    brl: BRLConfig = field(default_factory=BRLConfig)  # long-tailed learning (BRL's parts, each a switch)
 
     def __post_init__(self) -> None:
         # YAML reads an unquoted `no` as false: accept it for accelerate's "no"
@@ -135,6 +137,9 @@ class TrainConfig:
         check(self.optim.scheduler in ("step", "cosine"), "optim.scheduler", self.optim.scheduler, "step or cosine")
         check(0 < self.data.label_fraction <= 1, "data.label_fraction", self.data.label_fraction, "a number in (0, 1]")
         self.data.longtail.validate("data.longtail")
+        self.brl.validate("brl")
+        check(not (self.brl.mixup.enabled and self.colearn.enabled), "brl.mixup.enabled", True,
+              "false with co-learning: the teacher features describe the unmixed samples")
 
 
 T = TypeVar("T")

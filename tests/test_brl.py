@@ -7,8 +7,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mmcl.brl import (BRLConfig, action_aware_weights, body_halves, class_balanced_weights, loss_class_weights,
-                      mixed_cross_entropy, partial_mixup)
+from mmcl.brl.config import BRLConfig
+from mmcl.brl.losses import action_aware_weights, class_balanced_weights, loss_class_weights, mixed_cross_entropy
+from mmcl.brl.mixup import body_halves, partial_mixup
 from mmcl.data.layouts import NTU25, NWUCLA20
 
 
@@ -145,3 +146,23 @@ def test_mixed_cross_entropy():
     soft = share[:, None] * F.one_hot(a, 5) + (1 - share[:, None]) * F.one_hot(b, 5)
     torch.testing.assert_close(mixed_cross_entropy(logits, a, b, share),
                                -(soft * F.log_softmax(logits, 1)).sum(1).mean())
+
+
+def test_brl_step_mixes_batches_and_weighs_by_epoch():
+    from mmcl.brl.step import BRLStep
+
+    x, labels = _batch()
+    batch = {"skeleton": x, "label": labels, "index": torch.arange(16)}
+    cfg = BRLConfig()
+    assert BRLStep(cfg, [4, 4, 4, 4], "ntu25", seed=1).mix(batch, torch.Generator()) is batch  # all off
+    cfg.mixup.enabled, cfg.mixup.ratio, cfg.drw.enabled, cfg.drw.start_epoch = True, 0.5, True, 3
+    step = BRLStep(cfg, [8, 4, 2, 1], "ntu25", seed=1)
+    a = step.mix(batch, step.generator(epoch=2))
+    b = step.mix(batch, step.generator(epoch=2))
+    assert torch.equal(a["skeleton"], b["skeleton"]) and torch.equal(a["label_b"], b["label_b"])
+    assert not torch.equal(a["skeleton"], x) and torch.equal(batch["skeleton"], x) and a["index"] is batch["index"]
+    assert (a["weight_a"] < 1).sum() >= 1 and (a["label_b"] != labels).sum() >= 1
+    assert not torch.equal(step.mix(batch, step.generator(2, process=1))["skeleton"], a["skeleton"])
+    assert step.class_weights(1) is None and step.class_weights(2) is not None
+    torch.testing.assert_close(step.class_weights(2), torch.tensor(class_balanced_weights([8, 4, 2, 1]),
+                                                                   dtype=torch.float32))

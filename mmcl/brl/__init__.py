@@ -9,15 +9,6 @@ firework8/BRL), as parts that any backbone's training can switch on one by one (
 - the skip modality (each joint minus its 2-hop ancestor) is a stream of the data transforms
   (:func:`mmcl.data.transforms.skip_pairs`), fused with the other streams by ``mmcl ensemble``.
 
-The long-tailed splits themselves are in :mod:`mmcl.data.longtail`.
+The long-tailed splits themselves are in :mod:`mmcl.data.longtail`. Import the submodules (``mmcl.brl.config`` stays
+free of torch, so that reading a configuration does not load it).
 """
-
-from mmcl.brl.config import ActionAwareConfig, BRLConfig, DRWConfig, MixupConfig
-from mmcl.brl.losses import (action_aware_weights, class_balanced_weights, loss_class_weights,
-                             mixed_cross_entropy)
-from mmcl.brl.mixup import MixedBatch, body_halves, partial_mixup
-
-__all__ = [
-    "ActionAwareConfig", "BRLConfig", "DRWConfig", "MixedBatch", "MixupConfig", "action_aware_weights",
-    "body_halves", "class_balanced_weights", "loss_class_weights", "mixed_cross_entropy", "partial_mixup",
-]

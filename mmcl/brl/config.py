@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+PARTNERS = ("balanced", "uniform")  # how a mixed sample's partner is drawn (MixupConfig.partner)
+
 
 @dataclass
 class MixupConfig:
@@ -52,3 +54,15 @@ class BRLConfig:
     @property
     def enabled(self) -> bool:
         return self.mixup.enabled or self.drw.enabled or self.action_aware.enabled
+
+    def validate(self, prefix: str = "brl") -> None:
+        from mmcl.config import check
+
+        m, d, a = self.mixup, self.drw, self.action_aware
+        check(0 <= m.ratio <= 1, f"{prefix}.mixup.ratio", m.ratio, "a fraction of the batch in [0, 1]")
+        check(m.kappa >= 1, f"{prefix}.mixup.kappa", m.kappa, "at least 1")
+        check(m.partner in PARTNERS, f"{prefix}.mixup.partner", m.partner, " or ".join(PARTNERS))
+        check(d.start_epoch >= 1, f"{prefix}.drw.start_epoch", d.start_epoch, "a 1-based epoch")
+        check(0 <= d.beta < 1, f"{prefix}.drw.beta", d.beta, "in [0, 1)")
+        check(a.upsilon >= 0 and a.lam >= 0 and a.upsilon + a.lam < 1, f"{prefix}.action_aware.lam", a.lam,
+              f"upsilon, lam >= 0 and upsilon + lam < 1 (upsilon = {a.upsilon})")

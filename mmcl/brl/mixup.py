@@ -29,9 +29,8 @@ from typing import Sequence
 
 import torch
 
+from mmcl.brl.config import PARTNERS
 from mmcl.data.layouts import Layout
-
-PARTNERS = ("balanced", "uniform")
 
 
 def body_halves(layout: Layout) -> tuple[tuple[int, ...], tuple[int, ...]]:

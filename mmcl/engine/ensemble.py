@@ -6,19 +6,25 @@ the test scores, which are read after the search::
     mmcl ensemble runs/ntu60_xsub_joint runs/ntu60_xsub_bone runs/ntu60_xsub_joint_motion runs/ntu60_xsub_bone_motion
 
 Each argument is a run directory holding ``val_scores.npz`` and ``test_scores.npz`` (written at the end of training
-or by ``mmcl eval``).
+or by ``mmcl eval``). Runs trained on a long-tailed split (their ``metrics.json`` has ``longtail``) also get many /
+medium / few-shot top-1, per stream and fused, and the fusion's ``per_class_accuracy.png``; BRL's six streams::
+
+    mmcl ensemble runs/lt/joint runs/lt/bone runs/lt/skip runs/lt/joint_motion runs/lt/bone_motion runs/lt/skip_motion
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import json
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from mmcl.engine.metrics import Scores, classification_report, load_scores, save_scores, topk_accuracy
+from mmcl.engine.metrics import (SHOT_GROUPS, Scores, classification_report, format_longtail, load_scores,
+                                 longtail_report, save_scores, topk_accuracy)
+from mmcl.errors import DataError
 from mmcl.io import write_json
 
 
@@ -68,9 +74,31 @@ def _aligned(runs: Sequence[Path], split: str) -> list[Scores]:
     return out
 
 
+def runs_longtail(runs: Sequence[Path]) -> dict | None:
+    """The long-tail settings (training counts, thresholds) the runs share, from their ``metrics.json``; None when
+    none of them trained on a long-tailed split."""
+    found = []
+    for run in runs:
+        path = (run if run.is_dir() else run.parent) / "metrics.json"
+        found.append(json.loads(path.read_text()).get("longtail") if path.is_file() else None)
+    if all(lt is None for lt in found):
+        return None
+    for run, lt in zip(runs, found):
+        if lt is None:
+            raise DataError(f"{run} has no long-tail metrics in its metrics.json, unlike "
+                             f"{runs[next(i for i, x in enumerate(found) if x is not None)]}")
+        if (lt["train_class_counts"], lt["thresholds"]) != (found[0]["train_class_counts"], found[0]["thresholds"]):
+            raise DataError(f"{run} trained on another long-tailed split (or other shot thresholds) than {runs[0]}")
+    return found[0]
+
+
 def _softmax(x: np.ndarray) -> np.ndarray:
     e = np.exp(x - x.max(1, keepdims=True))
     return e / e.sum(1, keepdims=True)
+
+
+def _pct(x: float | None) -> str:
+    return "   n/a" if x is None else f"{100 * x:5.1f}%"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -93,25 +121,41 @@ def run(args: argparse.Namespace) -> int:
         weights, chosen = search_weights([post(s.scores) for s in val], val[0].labels, args.step), "validation search"
     # The test scores are read only now, after the weights are fixed.
     test = _aligned(args.runs, "test")
+    longtail = runs_longtail(args.runs)
+    out = args.out or args.runs[0].parent / "ensemble"
+    out.mkdir(parents=True, exist_ok=True)
+
+    def by_count(report, plot=None) -> dict:
+        return longtail_report(report, test[0].class_names, longtail["train_class_counts"],
+                               longtail["thresholds"]["many_above"], longtail["thresholds"]["few_below"], plot)
+
     rows = []
     for run_dir, v, t, w in zip(args.runs, val, test, weights):
         rows.append({"run": str(run_dir), "weight": float(w),
                      "val_top1": topk_accuracy(v.scores, v.labels), "test_top1": topk_accuracy(t.scores, t.labels)})
+        if longtail is not None:
+            lt = by_count(classification_report(t.scores, t.labels, t.class_names))
+            rows[-1].update({f"test_{g}_shot_top1": lt[f"{g}_shot_top1"] for g in SHOT_GROUPS})
     fused_val = fuse([post(s.scores) for s in val], weights)
     fused_test = fuse([post(s.scores) for s in test], weights)
     report = classification_report(fused_test, test[0].labels, test[0].class_names)
     result = {"weights_from": chosen, "streams": rows,
               "fused": {"val_top1": topk_accuracy(fused_val, val[0].labels), "test_top1": report.top1,
                         "test_top5": report.top5, "test_mean_class_accuracy": report.mean_class_accuracy}}
+    if longtail is not None:
+        result["fused"]["longtail"] = by_count(report, out / "per_class_accuracy.png")
     width = max(len(str(r)) for r in args.runs)
-    print(f"{'stream':<{width}}  weight  val top-1  test top-1")
+    shots = longtail is not None
+    print(f"{'stream':<{width}}  weight  val top-1  test top-1" + ("   many  medium     few" if shots else ""))
     for r in rows:
-        print(f"{r['run']:<{width}}  {r['weight']:6.2f}  {100 * r['val_top1']:8.2f}%  {100 * r['test_top1']:9.2f}%")
+        extra = "".join(f"  {_pct(r[f'test_{g}_shot_top1'])}" for g in SHOT_GROUPS) if shots else ""
+        print(f"{r['run']:<{width}}  {r['weight']:6.2f}  {100 * r['val_top1']:8.2f}%  {100 * r['test_top1']:9.2f}%"
+              + extra)
     f = result["fused"]
     print(f"{'fusion':<{width}}  {'':6}  {100 * f['val_top1']:8.2f}%  {100 * f['test_top1']:9.2f}%  "
           f"(weights from {chosen})")
-    out = args.out or args.runs[0].parent / "ensemble"
-    out.mkdir(parents=True, exist_ok=True)
+    if shots:
+        print(f"fusion, test top-1 by training count: {format_longtail(f['longtail'])}")
     write_json(out / "ensemble.json", result)
     save_scores(out / "test_scores.npz", test[0].names, test[0].labels, fused_test, test[0].class_names)
     print(f"wrote {out / 'ensemble.json'}")

@@ -2,7 +2,8 @@
 
     mmcl eval --checkpoint runs/x/best.safetensors --data cache/synthetic/prepared-seed0 --split test
 
-Writes ``<split>_scores.npz``, ``<split>_metrics.json`` and ``<split>_confusion.png``. Nothing but the checkpoint
+Writes ``<split>_scores.npz``, ``<split>_metrics.json`` and ``<split>_confusion.png`` (on a long-tailed dataset also
+many / medium / few-shot top-1 and ``<split>_per_class_accuracy.png``). Nothing but the checkpoint
 and the skeletons is read: no video, no teacher cache.
 """
 
@@ -14,9 +15,10 @@ from pathlib import Path
 from accelerate import Accelerator
 
 from mmcl.config import DataConfig, from_yaml
+from mmcl.data.longtail import read_longtail, train_class_counts
 from mmcl.data.prepared import PreparedData
 from mmcl.engine.data import build_dataset, build_loader, model_input
-from mmcl.engine.metrics import classification_report, save_scores, write_report
+from mmcl.engine.metrics import classification_report, format_longtail, longtail_report, save_scores, write_report
 from mmcl.engine.trainer import predict
 from mmcl.models.checkpoint import CheckpointInfo, load_checkpoint
 
@@ -59,10 +61,16 @@ def evaluate(checkpoint: str | Path, data_root: str | Path, split: str = "test",
         out.mkdir(parents=True, exist_ok=True)
         save_scores(out / f"{split}_scores.npz", [data.names[i] for i in indices], labels, scores, data.class_names)
         report = classification_report(scores, labels, data.class_names)
-        metrics = write_report(out, f"{split}_", report, data.class_names, extra={
-            "checkpoint": str(checkpoint), "data": str(data.root), "split": split, "stream": info.stream})
+        extra = {"checkpoint": str(checkpoint), "data": str(data.root), "split": split, "stream": info.stream}
+        if read_longtail(data.root) is not None:  # a long-tailed training split: accuracy by training count too
+            lt = data_cfg.longtail
+            extra["longtail"] = longtail_report(report, data.class_names, train_class_counts(data), lt.many_above,
+                                                lt.few_below, out / f"{split}_per_class_accuracy.png")
+        metrics = write_report(out, f"{split}_", report, data.class_names, extra=extra)
         print(f"{checkpoint} on {data.root} [{split}]: top-1 {100 * report.top1:.2f}%  top-5 {100 * report.top5:.2f}%"
               f"  mean class {100 * report.mean_class_accuracy:.2f}%  ({report.num_samples} samples) -> {out}")
+        if "longtail" in extra:
+            print(f"top-1 by training count: {format_longtail(extra['longtail'])}")
     return metrics
 
 

@@ -201,3 +201,27 @@ def plot_per_class_accuracy(per_class_accuracy: Sequence[float | None], train_co
         fig.savefig(tmp, dpi=120, format="png")
     plt.close(fig)
     return Path(path)
+
+
+def longtail_report(report: ClassificationReport, class_names: Sequence[str], train_counts: Sequence[int],
+                    many_above: int, few_below: int, plot_path: str | os.PathLike | None = None) -> dict:
+    """The long-tail part of ``metrics.json`` (:func:`longtail_accuracy` plus the training counts), with the per-class
+    accuracy plot written to ``plot_path``."""
+    per_class = [report.per_class_accuracy[name] for name in class_names]
+    out = {**longtail_accuracy(per_class, train_counts, many_above, few_below),
+           "train_class_counts": [int(n) for n in train_counts]}
+    if plot_path is not None:
+        plot_per_class_accuracy(per_class, train_counts, class_names, plot_path, many_above, few_below,
+                                title=f"top-1 {100 * report.top1:.2f}%  ({report.num_samples} samples)")
+    return out
+
+
+def format_longtail(longtail: dict) -> str:
+    """``many-shot 91.2% (4 classes)  medium ...  few-shot ...`` for a report line."""
+    parts = []
+    for group in SHOT_GROUPS:
+        acc = longtail[f"{group}_shot_top1"]
+        text = "n/a" if acc is None else f"{100 * acc:.2f}%"
+        name = group if group == "medium" else f"{group}-shot"
+        parts.append(f"{name} {text} ({len(longtail['classes'][group])} classes)")
+    return "  ".join(parts)

@@ -17,7 +17,9 @@ A run directory (``<output_dir>/<name>``) receives:
 - ``state/``: everything ``--resume`` needs (model and co-learning heads, optimizer, RNG states, epoch, history);
 - ``tensorboard/``: loss, learning rate and validation curves;
 - at the end, from ``best.safetensors`` evaluated once on the test split: ``metrics.json``, ``confusion.png``,
-  ``test_scores.npz`` (and ``val_scores.npz`` for ``mmcl ensemble``), ``history.json`` and ``curves.png``.
+  ``test_scores.npz`` (and ``val_scores.npz`` for ``mmcl ensemble``), ``history.json`` and ``curves.png``; with a
+  long-tailed training split (:mod:`mmcl.data.longtail`), many / medium / few-shot top-1 in ``metrics.json`` and
+  ``per_class_accuracy.png`` (classes ordered by training count).
 """
 
 from __future__ import annotations
@@ -37,12 +39,14 @@ from accelerate.utils import set_seed
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from mmcl.brl.step import BRLStep
 from mmcl.colearn.build import build_colearner
 from mmcl.colearn.heads import save_heads
 from mmcl.config import OptimConfig, TrainConfig, load_config, to_yaml
+from mmcl.data.longtail import read_longtail, train_class_counts
 from mmcl.data.prepared import PreparedData
 from mmcl.engine.data import build_dataset, build_loader, model_input, resolve_data_root
-from mmcl.engine.metrics import classification_report, save_scores, write_report
+from mmcl.engine.metrics import classification_report, format_longtail, longtail_report, save_scores, write_report
 from mmcl.engine.module import TrainModule
 from mmcl.io import atomic_path, atomic_write_text, replace_dir, write_json
 from mmcl.models import create_model
@@ -176,6 +180,7 @@ class Run:
     state: TrainerState
     deployable: torch.nn.Module  # the skeleton-only model that is validated and checkpointed
     info: CheckpointInfo  # what every checkpoint of the run says about its model
+    brl: BRLStep | None = None  # BRL's class weights and batch mixup, when brl.* switches any on
 
     @property
     def colearner(self) -> torch.nn.Module | None:
@@ -230,8 +235,9 @@ def setup(cfg: TrainConfig, resume: str | Path | None = None) -> Run:
                           class_names=data.class_names, layout=layout, in_channels=data.info.channels,
                           num_person=num_person, stream=cfg.data.stream, window=cfg.data.window,
                           config_yaml=to_yaml(cfg), extra={})
+    brl = BRLStep(cfg.brl, train_class_counts(data), layout, cfg.seed) if cfg.brl.enabled else None
     return Run(cfg, run_dir, accelerator, data, train_set, module, optimizer, train_loader, val_loader, state,
-               deployable, info)
+               deployable, info, brl)
 
 
 def _accelerator(cfg: TrainConfig, run_dir: Path) -> Accelerator:
@@ -255,10 +261,18 @@ def train_one_epoch(run: Run, epoch: int) -> dict:
     run.train_set.set_epoch(epoch)
     run.train_loader.set_epoch(epoch)
     run.module.train()
+    reweighted = False
+    if run.brl is not None:
+        weights = run.brl.class_weights(epoch)
+        accelerator.unwrap_model(run.module).class_weights = weights
+        reweighted = weights is not None
+        mixup = run.brl.generator(epoch, accelerator.process_index)
     total_loss, correct, seen = 0.0, 0, 0
     bar = tqdm(run.train_loader, desc=f"epoch {epoch + 1}/{cfg.optim.epochs}", leave=False,
                disable=not accelerator.is_local_main_process)
     for batch in bar:
+        if run.brl is not None:
+            batch = run.brl.mix(batch, mixup)
         with accelerator.accumulate(run.module):
             out = run.module(batch)
             accelerator.backward(out["loss"])
@@ -273,8 +287,11 @@ def train_one_epoch(run: Run, epoch: int) -> dict:
             accelerator.log({"train/loss": out["loss"].item(), "train/lr": lr,
                              **{f"train/{k}": v.item() for k, v in out["losses"].items()}}, step=state.global_step)
         bar.set_postfix(loss=f"{total_loss / seen:.3f}", lr=f"{lr:.3g}")
-    return {"epoch": epoch + 1, "lr": lr, "train_loss": total_loss / max(seen, 1),
-            "train_top1": correct / max(seen, 1), "val_top1": None}
+    record = {"epoch": epoch + 1, "lr": lr, "train_loss": total_loss / max(seen, 1),
+              "train_top1": correct / max(seen, 1), "val_top1": None}
+    if run.brl is not None:
+        record["class_weights"] = reweighted
+    return record
 
 
 def validate(run: Run, record: dict) -> None:
@@ -348,16 +365,25 @@ def final_evaluation(run: Run, train_time: float) -> dict:
         scores, labels, _ = results["test"]
         report = classification_report(scores, labels, data.class_names)
         val_scores, val_labels, _ = results["val"]
-        metrics = write_report(run_dir, "", report, data.class_names, extra={
-            "split": "test", "selected_on": "val", "best_epoch": state.best_epoch,
-            "val_top1": float((val_scores.argmax(1) == val_labels).mean()), "epochs": cfg.optim.epochs,
-            "train_time_s": round(train_time, 1), "dataset": str(data.root), "stream": cfg.data.stream,
-            "model": cfg.model.name})
+        extra = {"split": "test", "selected_on": "val", "best_epoch": state.best_epoch,
+                 "val_top1": float((val_scores.argmax(1) == val_labels).mean()), "epochs": cfg.optim.epochs,
+                 "train_time_s": round(train_time, 1), "dataset": str(data.root), "stream": cfg.data.stream,
+                 "model": cfg.model.name}
+        if cfg.brl.enabled:
+            extra["brl"] = {"mixup": cfg.brl.mixup.enabled, "drw": cfg.brl.drw.enabled,
+                            "action_aware": cfg.brl.action_aware.enabled}
+        if read_longtail(data.root) is not None:  # a long-tailed training split: accuracy by training count too
+            lt = cfg.data.longtail
+            extra["longtail"] = longtail_report(report, data.class_names, train_class_counts(data), lt.many_above,
+                                                lt.few_below, run_dir / "per_class_accuracy.png")
+        metrics = write_report(run_dir, "", report, data.class_names, extra=extra)
         write_json(run_dir / "history.json", {"history": state.history})
         _plot_history(state.history, run_dir / "curves.png")
         print(f"\n{run_dir}: best epoch {state.best_epoch} (val top-1 {100 * state.best_val_top1:.2f}%)\n"
               f"test top-1 {100 * report.top1:.2f}%  top-5 {100 * report.top5:.2f}%  "
               f"mean class {100 * report.mean_class_accuracy:.2f}%  ({report.num_samples} test samples)")
+        if "longtail" in extra:
+            print(f"test top-1 by training count: {format_longtail(extra['longtail'])}")
     return metrics
 
 
