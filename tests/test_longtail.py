@@ -276,3 +276,17 @@ def test_synthetic_longtail_config_builds_its_split(source, tmp_path):
     with pytest.raises(ConfigError, match="data.longtail.source is empty"):
         longtail_paths(load_config(configs_dir() / "longtail" / "ntu60" / "xsub_r10.yaml",
                                    ["data.longtail.source=''"]).data)
+
+
+def test_trained_class_counts_follow_the_label_fraction(source):
+    """BRL's weights and mixup and the shot groups count the training samples a run learns from: with
+    data.label_fraction, the kept part of the split."""
+    from mmcl.config import DataConfig
+    from mmcl.engine.data import build_dataset, trained_class_counts
+
+    data = PreparedData(source)
+    assert trained_class_counts(data, DataConfig()).tolist() == train_class_counts(data).tolist() == [14] * 4
+    cfg = DataConfig(label_fraction=0.5, label_seed=1)
+    counts = trained_class_counts(data, cfg)
+    kept = build_dataset(data, cfg, "train", train=True).indices
+    assert counts.tolist() == np.bincount(data.labels[kept], minlength=4).tolist() == [7] * 4

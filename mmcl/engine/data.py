@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
@@ -74,16 +75,30 @@ def model_input(data: PreparedData, cfg: DataConfig) -> tuple[str, int]:
     return cfg.layout or data.info.layout, cfg.num_person or data.info.num_person
 
 
+def train_indices(data: PreparedData, cfg: DataConfig) -> np.ndarray:
+    """The training samples a run learns from: the training split, of which ``data.label_fraction`` is kept
+    (class-stratified, drawn with ``data.label_seed``)."""
+    indices = data.split("train")
+    if cfg.label_fraction < 1:
+        indices = indices[stratified_subset(data.labels[indices], cfg.label_fraction, cfg.label_seed)]
+    return indices
+
+
+def trained_class_counts(data: PreparedData, cfg: DataConfig) -> np.ndarray:
+    """Samples per class (C,) among :func:`train_indices`: what BRL's class weights and mixup and the many /
+    medium / few-shot groups count."""
+    return np.bincount(data.labels[train_indices(data, cfg)], minlength=data.num_classes).astype(np.int64)
+
+
 def build_dataset(data: PreparedData, cfg: DataConfig, split: str, train: bool, seed: int = 0) -> SkeletonDataset:
     """The skeleton dataset of one split; training mode samples and augments as CTR-GCN's feeder does. The training
-    split keeps ``data.label_fraction`` of its samples (class-stratified, drawn with ``data.label_seed``)."""
+    split holds :func:`train_indices`."""
     dataset = SkeletonDataset(
         data, split, stream=cfg.stream, window=cfg.window, train=train, p_interval=tuple(cfg.p_interval),
         random_rotation=cfg.random_rotation, rotation_range=cfg.rotation_range,
         repeat=cfg.repeat if train else 1, seed=seed, adapter=build_adapter(data, cfg))
-    if split == "train" and cfg.label_fraction < 1:
-        dataset.indices = dataset.indices[stratified_subset(data.labels[dataset.indices], cfg.label_fraction,
-                                                            cfg.label_seed)]
+    if split == "train":
+        dataset.indices = train_indices(data, cfg)
     return dataset
 
 

@@ -15,9 +15,9 @@ from pathlib import Path
 from accelerate import Accelerator
 
 from mmcl.config import DataConfig, from_yaml
-from mmcl.data.longtail import read_longtail, train_class_counts
+from mmcl.data.longtail import read_longtail
 from mmcl.data.prepared import PreparedData
-from mmcl.engine.data import build_dataset, build_loader, model_input
+from mmcl.engine.data import build_dataset, build_loader, model_input, trained_class_counts
 from mmcl.engine.metrics import classification_report, format_longtail, longtail_report, save_scores, write_report
 from mmcl.engine.trainer import predict
 from mmcl.models.checkpoint import CheckpointInfo, load_checkpoint
@@ -64,7 +64,8 @@ def evaluate(checkpoint: str | Path, data_root: str | Path, split: str = "test",
         extra = {"checkpoint": str(checkpoint), "data": str(data.root), "split": split, "stream": info.stream}
         if read_longtail(data.root) is not None:  # a long-tailed training split: accuracy by training count too
             lt = data_cfg.longtail
-            extra["longtail"] = longtail_report(report, data.class_names, train_class_counts(data), lt.many_above,
+            counts = trained_class_counts(data, data_cfg)
+            extra["longtail"] = longtail_report(report, data.class_names, counts, lt.many_above,
                                                 lt.few_below, out / f"{split}_per_class_accuracy.png")
         metrics = write_report(out, f"{split}_", report, data.class_names, extra=extra)
         print(f"{checkpoint} on {data.root} [{split}]: top-1 {100 * report.top1:.2f}%  top-5 {100 * report.top5:.2f}%"

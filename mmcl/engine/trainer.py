@@ -43,9 +43,9 @@ from mmcl.brl.step import BRLStep
 from mmcl.colearn.build import build_colearner
 from mmcl.colearn.heads import save_heads
 from mmcl.config import OptimConfig, TrainConfig, load_config, to_yaml
-from mmcl.data.longtail import read_longtail, train_class_counts
+from mmcl.data.longtail import read_longtail
 from mmcl.data.prepared import PreparedData
-from mmcl.engine.data import build_dataset, build_loader, model_input, resolve_data_root
+from mmcl.engine.data import build_dataset, build_loader, model_input, resolve_data_root, trained_class_counts
 from mmcl.engine.metrics import classification_report, format_longtail, longtail_report, save_scores, write_report
 from mmcl.engine.module import TrainModule
 from mmcl.io import atomic_path, atomic_write_text, replace_dir, write_json
@@ -235,7 +235,7 @@ def setup(cfg: TrainConfig, resume: str | Path | None = None) -> Run:
                           class_names=data.class_names, layout=layout, in_channels=data.info.channels,
                           num_person=num_person, stream=cfg.data.stream, window=cfg.data.window,
                           config_yaml=to_yaml(cfg), extra={})
-    brl = BRLStep(cfg.brl, train_class_counts(data), layout, cfg.seed) if cfg.brl.enabled else None
+    brl = BRLStep(cfg.brl, trained_class_counts(data, cfg.data), layout, cfg.seed) if cfg.brl.enabled else None
     return Run(cfg, run_dir, accelerator, data, train_set, module, optimizer, train_loader, val_loader, state,
                deployable, info, brl)
 
@@ -374,7 +374,8 @@ def final_evaluation(run: Run, train_time: float) -> dict:
                             "action_aware": cfg.brl.action_aware.enabled}
         if read_longtail(data.root) is not None:  # a long-tailed training split: accuracy by training count too
             lt = cfg.data.longtail
-            extra["longtail"] = longtail_report(report, data.class_names, train_class_counts(data), lt.many_above,
+            counts = trained_class_counts(data, cfg.data)
+            extra["longtail"] = longtail_report(report, data.class_names, counts, lt.many_above,
                                                 lt.few_below, run_dir / "per_class_accuracy.png")
         metrics = write_report(run_dir, "", report, data.class_names, extra=extra)
         write_json(run_dir / "history.json", {"history": state.history})
