@@ -1,4 +1,4 @@
-"""BRL on the long-tailed synthetic set: CTR-GCN plain against BRL and each of its parts alone, over seeds.
+"""BRL on the long-tailed synthetic set: a backbone plain against BRL and each of its parts alone, over seeds.
 
 ::
 
@@ -6,12 +6,13 @@
         [--variants plain brl] [--out runs/longtail-synthetic] [--lock /tmp/mmcl-heavy.lock] [key=value ...]
 
 Every (variant, seed) is a normal ``mmcl train`` run, in a process of its own, of the plan's base config
-(``configs/longtail/synthetic.yaml``) with the variant's overrides, in ``<out>/<variant>-seed<seed>``; a run that
-already finished is read back, not retrained, and one that was killed continues from its ``state/``. With ``--lock``,
-each run is started as ``flock LOCK mmcl train ...``: it holds the lock while it trains and only then, so other jobs
-queued on the lock interleave with this one. The table gives overall and many / medium / few-shot test
-top-1 (mean ± std over seeds, classes grouped by their training count as the base config says), written with the
-per-seed figures to ``benchmarks/results/longtail_synthetic.{json,md,png}``.
+(``configs/longtail/synthetic.yaml``: CTR-GCN) with the variant's overrides and the command line's (another backbone,
+a shorter schedule), in ``<out>/<variant>-seed<seed>``; a run that already finished is read back, not retrained, and
+one that was killed continues from its ``state/``. With ``--lock``, each run is started as ``flock LOCK mmcl train
+...``: it holds the lock while it trains and only then, so other jobs queued on the lock interleave with this one. The
+table gives overall and many / medium / few-shot test top-1 (mean ± std over seeds, classes grouped by their training
+count as the base config says), written with the per-seed figures to
+``benchmarks/results/longtail_synthetic.{json,md,png}``.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import argparse
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +35,7 @@ RESULTS = PROJECT_ROOT / "benchmarks" / "results"
 METRICS = ("top1", *(f"{g}_shot_top1" for g in SHOT_GROUPS))
 LABELS = {"top1": "overall", "many_shot_top1": "many-shot", "medium_shot_top1": "medium", "few_shot_top1": "few-shot"}
 DESCRIPTIONS = {
-    "plain": "CTR-GCN, cross-entropy",
+    "plain": "plain cross-entropy",
     "mixup": "+ rebalanced partial mixup",
     "drw": "+ deferred re-weighting (class-balanced)",
     "action_aware": "+ action-aware loss (from epoch 1)",
@@ -54,19 +56,22 @@ def train_command(plan, variant: str, seed: int, out: Path, overrides: list[str]
 
 def run_all(plan, variants: list[str], seeds: list[int], out: Path, overrides: list[str],
             lock: Path | None) -> dict[str, list[dict]]:
-    """Train (or read back) every (variant, seed) run; returns variant -> the runs' metrics."""
-    results: dict[str, list[dict]] = {}
-    for variant in variants:
-        for seed in seeds:
+    """Train (or read back) every (variant, seed) run, one seed of every variant after the other (a stopped
+    benchmark leaves whole seeds); returns variant -> the runs' metrics in seed order."""
+    results: dict[str, list[dict]] = {v: [] for v in variants}
+    for seed in seeds:
+        for variant in variants:
             metrics_file = out / f"{variant}-seed{seed}" / "metrics.json"
             if not metrics_file.exists():
                 cmd = train_command(plan, variant, seed, out, overrides, lock)
                 print(f"== {variant}-seed{seed}: {' '.join(cmd)}", flush=True)
+                start = time.monotonic()
                 subprocess.run(cmd, check=True)
+                print(f"== {variant}-seed{seed} done in {time.monotonic() - start:.0f} s", flush=True)
             metrics = json.loads(metrics_file.read_text())
             if "longtail" not in metrics:
                 raise ValueError(f"{metrics_file} has no long-tail metrics: is {plan.base} a long-tailed config?")
-            results.setdefault(variant, []).append({"seed": seed, **metrics})
+            results[variant].append({"seed": seed, **metrics})
     return results
 
 
@@ -74,9 +79,9 @@ def summarise(results: dict[str, list[dict]]) -> list[dict]:
     """Per variant: per-seed figures, mean and std (None for one seed) of each metric."""
     rows = []
     for variant, runs in results.items():
-        row = {"variant": variant, "description": DESCRIPTIONS.get(variant, variant), "seeds": [r["seed"] for r in runs],
-               "val_top1": [r["val_top1"] for r in runs], "best_epoch": [r["best_epoch"] for r in runs],
-               "train_time_s": [r["train_time_s"] for r in runs]}
+        row = {"variant": variant, "description": DESCRIPTIONS.get(variant, variant),
+               "seeds": [r["seed"] for r in runs], "val_top1": [r["val_top1"] for r in runs],
+               "best_epoch": [r["best_epoch"] for r in runs], "train_time_s": [r["train_time_s"] for r in runs]}
         for m in METRICS:
             values = np.array([r["top1"] if m == "top1" else r["longtail"][m] for r in runs], dtype=float)
             row[m] = {"per_seed": values.tolist(), "mean": float(values.mean()),
@@ -90,17 +95,20 @@ def _cell(stat: dict) -> str:
     return f"{100 * stat['mean']:.1f}{spread}"
 
 
-def markdown(rows: list[dict], groups: dict, counts: list[int], base: str) -> str:
+def markdown(rows: list[dict], groups: dict, counts: list[int], base: str, setup: dict) -> str:
     seeds = rows[0]["seeds"]
+    overrides = " ".join(setup["overrides"])
     lines = [
         "# BRL on the long-tailed synthetic set",
         "",
-        f"CTR-GCN on `{base}`: 16 classes with {max(counts)} down to {min(counts)} training samples "
+        f"{setup['model']}, {setup['epochs']} epochs, on `{base}`" + (f" with `{overrides}`" if overrides else "")
+        + f": {len(counts)} classes with {max(counts)} down to {min(counts)} training samples "
         f"({sum(counts)} in all, r = {max(counts) / min(counts):g}), balanced validation (model selection) and test "
         f"(14 per class, unseen performers). Test top-1 (%), mean ± std over seeds {', '.join(map(str, seeds))}; "
         f"many-shot: {len(groups['many'])} classes with > {groups['many_above']} training samples, medium: "
         f"{len(groups['medium'])}, few-shot: {len(groups['few'])} classes with < {groups['few_below']}. "
-        f"2-core CPU, other jobs sharing the machine (times are not comparable between rows).",
+        f"Mean training time per run {np.mean([t for r in rows for t in r['train_time_s']]):.0f} s on a 2-core CPU "
+        f"shared with other jobs (noisy).",
         "",
         "| variant | overall | many-shot | medium | few-shot | val top-1 |",
         "|---|---:|---:|---:|---:|---:|",
@@ -163,10 +171,12 @@ def main(argv: list[str] | None = None) -> int:
     groups = {**first["thresholds"], **{g: first["classes"][g] for g in ("many", "medium", "few")}}
     counts = first["train_class_counts"]
     base = Path(plan.base).relative_to(PROJECT_ROOT) if Path(plan.base).is_relative_to(PROJECT_ROOT) else plan.base
-    text = markdown(rows, groups, counts, str(base))
+    first_run = results[variants[0]][0]
+    setup = {"model": first_run["model"], "epochs": first_run["epochs"], "overrides": args.overrides}
+    text = markdown(rows, groups, counts, str(base), setup)
     args.results.mkdir(parents=True, exist_ok=True)
     write_json(args.results / "longtail_synthetic.json", {
-        "base": str(base), "overrides": args.overrides, "variants": {v: plan.variants[v] for v in variants},
+        "base": str(base), **setup, "variants": {v: plan.variants[v] for v in variants},
         "seeds": seeds, "train_class_counts": counts, "groups": groups, "rows": rows})
     atomic_write_text(args.results / "longtail_synthetic.md", text)
     plot(rows, args.results / "longtail_synthetic.png")
