@@ -125,7 +125,7 @@ def markdown(rows: list[dict], groups: dict, counts: list[int], base: str, setup
     return "\n".join(lines) + "\n"
 
 
-def plot(rows: list[dict], path: Path) -> None:
+def plot(rows: list[dict], path: Path, setup: dict) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -142,7 +142,8 @@ def plot(rows: list[dict], path: Path) -> None:
     ax.set_ylabel("test top-1 (%)")
     ax.set_ylim(0, 105)
     ax.legend(fontsize=8, ncol=4, loc="upper left")
-    ax.set_title("long-tailed synthetic set: mean ± std over seeds, best epoch on validation")
+    ax.set_title(f"long-tailed synthetic set, {setup['model']} ({setup['epochs']} epochs): mean ± std over "
+                 f"{len(rows[0]['seeds'])} seeds, best epoch on validation", fontsize=10)
     fig.tight_layout()
     with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, dpi=110, format="png")
@@ -179,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
         "base": str(base), **setup, "variants": {v: plan.variants[v] for v in variants},
         "seeds": seeds, "train_class_counts": counts, "groups": groups, "rows": rows})
     atomic_write_text(args.results / "longtail_synthetic.md", text)
-    plot(rows, args.results / "longtail_synthetic.png")
+    plot(rows, args.results / "longtail_synthetic.png", setup)
     print(text)
     return 0
 
