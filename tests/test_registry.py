@@ -14,22 +14,36 @@ from mmcl.models.registry import _FACTORIES
 
 LAYOUTS = [("ntu25", 2), ("nwucla20", 1), ("kinect_v1_20", 1)]  # (layout, persons)
 SMALL = {"bigru": {"hidden_size": 16}}  # models whose default size is slow on a CPU
+PSUMNET_JOINTS = {"body": 25, "hand": 13, "leg": 9}
+
+# (model, layout, persons, factory arguments, input channels, joints): the other models on every layout with xyz
+# input; PSUMNet (parts cut from NTU-25) on each part stream with its default 12-channel input.
+CASES = [pytest.param(name, layout, persons, {"in_channels": 3, **SMALL.get(name, {})}, 3,
+                      get_layout(layout).num_joints, id=f"{name}-{layout}")
+         for name in list_models() if name != "psumnet" for layout, persons in LAYOUTS]
+CASES += [pytest.param("psumnet", "ntu25", 2, {"stream": stream}, 12, joints, id=f"psumnet-{stream}")
+          for stream, joints in PSUMNET_JOINTS.items()]
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.mark.parametrize("name", list_models())
-@pytest.mark.parametrize("layout, persons", LAYOUTS)
-def test_every_model_runs_forward_and_backward(name, layout, persons):
-    """Every registered model (a new one is picked up here without a line of test): built for each layout, tiny input,
-    output shapes, and a gradient for every trainable parameter."""
+def test_registered_models():
+    assert {"ctrgcn", "psumnet"} <= set(list_models())
+    assert list_models() == sorted(list_models())
+    assert {case.values[0] for case in CASES} == set(list_models())
+
+
+@pytest.mark.parametrize("name, layout, persons, kwargs, channels, joints", CASES)
+def test_every_model_runs_forward_and_backward(name, layout, persons, kwargs, channels, joints):
+    """Every registered model (a new one is picked up by CASES without a line of test): built for each layout it
+    takes, tiny input, output shapes, and a gradient for every trainable parameter."""
     torch.manual_seed(0)
-    model = create_model(name, num_classes=7, layout=layout, in_channels=3, num_person=persons, **SMALL.get(name, {}))
-    joints = get_layout(layout).num_joints
+    model = create_model(name, num_classes=7, layout=layout, num_person=persons, **kwargs)
     assert (model.num_classes, model.layout_name, model.num_person) == (7, layout, persons)
-    assert (model.registry_name, model.registry_args) == (name, SMALL.get(name, {}))
-    x = torch.randn(2, 3, 8, joints, persons)
+    expected_args = {k: v for k, v in kwargs.items() if k != "in_channels"}  # in_channels is not a registry argument
+    assert (model.registry_name, model.registry_args) == (name, expected_args)
+    x = torch.randn(2, channels, 8, joints, persons)
     logits = model(x)
     assert logits.shape == (2, 7) and torch.isfinite(logits).all()
     torch.nn.functional.cross_entropy(logits, torch.tensor([0, 3])).backward()

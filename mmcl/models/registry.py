@@ -12,8 +12,9 @@ from collections.abc import Callable
 from typing import Any
 
 # Modules whose import registers models; all of them in mmcl.models (the registry imports no training code).
-MODEL_MODULES: tuple[str, ...] = ("mmcl.models.ctrgcn", "mmcl.models.ctrgcn_mmixer", "mmcl.models.ctrgcn_deformable",
-                                  "mmcl.models.bigru", "mmcl.models.skeletonmae")
+MODEL_MODULES: tuple[str, ...] = ("mmcl.models.ctrgcn", "mmcl.models.ctrgcn_mmixer", "mmcl.models.ctrgcn_deformable")
+MODEL_MODULES += ("mmcl.models.bigru", "mmcl.models.skeletonmae")  # self-supervised pre-training encoders
+MODEL_MODULES += ("mmcl.models.psumnet",)  # PSUMNet part streams
 
 _FACTORIES: dict[str, Callable[..., Any]] = {}
 
@@ -39,15 +40,16 @@ def list_models() -> list[str]:
     return sorted(_FACTORIES)
 
 
-def create_model(name: str, num_classes: int, layout: str = "ntu25", in_channels: int = 3, num_person: int = 2,
-                 init: str | None = None, **kwargs: Any) -> Any:
+def create_model(name: str, num_classes: int, layout: str = "ntu25", in_channels: int | None = None,
+                 num_person: int = 2, init: str | None = None, **kwargs: Any) -> Any:
     """Build a registered model.
 
     Args:
         name: registered name (see :func:`list_models`).
         num_classes: number of action classes.
         layout: joint layout name (:mod:`mmcl.data.layouts`).
-        in_channels: channels per joint (3 for xyz; 6 or 12 for stacked streams).
+        in_channels: channels per joint (3 for xyz; 6 or 12 for stacked streams); ``None``: the factory's default
+            (3 for CTR-GCN, 12 for PSUMNet).
         num_person: persons per sample (M).
         init: a checkpoint (deployable model or pre-trained encoder, ``.safetensors``) to start from; every tensor
             must fit, the classifier too unless the class count differs or the file is an encoder checkpoint of
@@ -60,8 +62,8 @@ def create_model(name: str, num_classes: int, layout: str = "ntu25", in_channels
     _import_model_modules()
     if name not in _FACTORIES:
         raise KeyError(f"unknown model {name!r}; registered models: {', '.join(sorted(_FACTORIES))}")
-    model = _FACTORIES[name](num_classes=num_classes, layout=layout, in_channels=in_channels, num_person=num_person,
-                             **kwargs)
+    channels = {} if in_channels is None else {"in_channels": in_channels}
+    model = _FACTORIES[name](num_classes=num_classes, layout=layout, num_person=num_person, **channels, **kwargs)
     model.registry_name, model.registry_args = name, dict(kwargs)
     if init:
         from mmcl.models.checkpoint import init_from_checkpoint
