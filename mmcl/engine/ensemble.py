@@ -10,6 +10,9 @@ or by ``mmcl eval``). Runs trained on a long-tailed split (their ``metrics.json`
 medium / few-shot top-1, per stream and fused, and the fusion's ``per_class_accuracy.png``; BRL's six streams::
 
     mmcl ensemble runs/lt/joint runs/lt/bone runs/lt/skip runs/lt/joint_motion runs/lt/bone_motion runs/lt/skip_motion
+
+``--compare-weights`` reports a published set of fixed weights beside the searched ones (e.g. PSUMNet's part
+streams, NTU-60 X-Sub: ``--compare-weights 2 1.8 0.7``); the searched weights stay the chosen ones.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import numpy as np
 
 from mmcl.engine.metrics import (SHOT_GROUPS, Scores, classification_report, format_longtail, load_scores,
                                  longtail_report, save_scores, topk_accuracy)
-from mmcl.errors import DataError
+from mmcl.errors import ConfigError, DataError
 from mmcl.io import write_json
 
 
@@ -105,6 +108,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("runs", nargs="+", type=Path, help="run directories (with val_scores.npz and test_scores.npz)")
     parser.add_argument("--weights", nargs="+", type=float, default=None,
                         help="fixed weights instead of the validation search (e.g. 0.6 0.6 0.4 0.4)")
+    parser.add_argument("--compare-weights", nargs="+", type=float, default=None,
+                        help="also report these fixed weights (e.g. a paper's: PSUMNet NTU-60 X-Sub body/hand/leg "
+                             "2 1.8 0.7) beside the chosen ones, as a comparison; they are never chosen")
     parser.add_argument("--step", type=float, default=0.1, help="grid step of the weight search")
     parser.add_argument("--softmax", action="store_true", help="fuse softmax probabilities instead of logits")
     parser.add_argument("--out", type=Path, default=None, help="where to write ensemble.json and the fused scores")
@@ -112,10 +118,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     post = _softmax if args.softmax else (lambda x: x)
+    for option, given in (("--weights", args.weights), ("--compare-weights", args.compare_weights)):
+        if given is not None and len(given) != len(args.runs):
+            raise ConfigError(f"{option}: {len(given)} weights for {len(args.runs)} runs")
     val = _aligned(args.runs, "val")
     if args.weights is not None:
-        if len(args.weights) != len(args.runs):
-            raise ValueError(f"{len(args.weights)} weights for {len(args.runs)} runs")
         weights, chosen = np.asarray(args.weights, dtype=np.float64), "given"
     else:
         weights, chosen = search_weights([post(s.scores) for s in val], val[0].labels, args.step), "validation search"
@@ -144,7 +151,7 @@ def run(args: argparse.Namespace) -> int:
                         "test_top5": report.top5, "test_mean_class_accuracy": report.mean_class_accuracy}}
     if longtail is not None:
         result["fused"]["longtail"] = by_count(report, out / "per_class_accuracy.png")
-    width = max(len(str(r)) for r in args.runs)
+    width = max(len("fusion, compared"), *(len(str(r)) for r in args.runs))
     shots = longtail is not None
     print(f"{'stream':<{width}}  weight  val top-1  test top-1" + ("   many  medium     few" if shots else ""))
     for r in rows:
@@ -156,6 +163,15 @@ def run(args: argparse.Namespace) -> int:
           f"(weights from {chosen})")
     if shots:
         print(f"fusion, test top-1 by training count: {format_longtail(f['longtail'])}")
+    if args.compare_weights is not None:
+        w = np.asarray(args.compare_weights, dtype=np.float64)
+        result["comparison"] = {
+            "weights": w.tolist(), "chosen": False,
+            "val_top1": topk_accuracy(fuse([post(s.scores) for s in val], w), val[0].labels),
+            "test_top1": topk_accuracy(fuse([post(s.scores) for s in test], w), test[0].labels)}
+        c = result["comparison"]
+        print(f"{'fusion, compared':<{width}}  {'':6}  {100 * c['val_top1']:8.2f}%  {100 * c['test_top1']:9.2f}%  "
+              f"(fixed weights {'/'.join(f'{x:g}' for x in w)}, for comparison only)")
     write_json(out / "ensemble.json", result)
     save_scores(out / "test_scores.npz", test[0].names, test[0].labels, fused_test, test[0].class_names)
     print(f"wrote {out / 'ensemble.json'}")
