@@ -35,6 +35,7 @@ from omegaconf.errors import OmegaConfBaseException
 from mmcl.brl.config import BRLConfig
 from mmcl.colearn.config import ColearnConfig
 from mmcl.data.longtail import LongtailConfig
+from mmcl.data.streams import PSUMNET_MODEL, PSUMNET_STREAMS, STREAMS, stream_model_args
 from mmcl.errors import ConfigError
 
 COMMAND_LINE = "the command line"
@@ -61,7 +62,7 @@ class DataConfig:
 
     dataset: str = "synthetic"
     root: str = ""  # prepared dataset directory; empty with dataset 'synthetic': the generated demo set in the cache
-    stream: str = "joint"  # joint | bone | skip | joint_motion | bone_motion | skip_motion
+    stream: str = "joint"  # joint | bone | skip | joint_motion | bone_motion | skip_motion, or a PSUMNet part stream
     window: int = 64
     p_interval: list[float] = field(default_factory=lambda: [0.5, 1.0])
     random_rotation: bool = True
@@ -140,6 +141,13 @@ class TrainConfig:
         self.brl.validate("brl")
         check(not (self.brl.mixup.enabled and self.colearn.enabled), "brl.mixup.enabled", True,
               "false with co-learning: the teacher features describe the unmixed samples")
+        check(self.data.stream in STREAMS, "data.stream", self.data.stream, "one of " + ", ".join(STREAMS))
+        part_stream = self.data.stream in PSUMNET_STREAMS
+        check(part_stream == (self.model.name == PSUMNET_MODEL), "data.stream", self.data.stream,
+              f"a PSUMNet part stream ({', '.join(PSUMNET_STREAMS)}) exactly when model.name is {PSUMNET_MODEL!r} "
+              f"(model.name is {self.model.name!r})")
+        implied = sorted(set(self.model.args) & set(stream_model_args(self.data.stream)))
+        check(not implied, "model.args", self.model.args, f"no {', '.join(implied)}: data.stream sets them")
 
 
 T = TypeVar("T")

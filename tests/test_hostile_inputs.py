@@ -274,9 +274,25 @@ def longtail_cases() -> dict[str, Case]:
     return cases
 
 
+def stream_cases() -> dict[str, Case]:
+    """Input streams that do not fit the model, and ensemble weights that do not fit the runs: refused before any
+    work (PSUMNet's part streams, mmcl.data.streams)."""
+    def train(*overrides: str) -> Callable[[Path], list[str]]:
+        return lambda d: ["train", *overrides, f"output_dir={d}/runs"]
+
+    def ensemble(d: Path) -> list[str]:
+        return ["ensemble", str(d / "run_a"), str(d / "run_b"), "--compare-weights", "2"]
+
+    return {"stream-psumnet-without-psumnet": Case(train("data.stream=psumnet_hand"),
+                                                   ("data.stream = 'psumnet_hand'", "model.name is 'ctrgcn'")),
+            "stream-psumnet-model-on-joint": Case(train("model.name=psumnet"), ("data.stream = 'joint'",)),
+            "stream-unknown": Case(train("data.stream=legs"), ("data.stream = 'legs'", "psumnet_leg")),
+            "ensemble-compare-weights-count": Case(ensemble, ("--compare-weights: 1 weights for 2 runs",))}
+
+
 # ------------------------------------------------------------------------------------------------ the tests
 
-ERROR_CASES = {**npz_cases(), **pyskl_cases(), **utd_error_cases(), **longtail_cases()}
+ERROR_CASES = {**npz_cases(), **pyskl_cases(), **utd_error_cases(), **longtail_cases(), **stream_cases()}
 SKIP_CASES = {**pyskl_skip_cases(), **utd_skip_cases()}
 
 

@@ -26,7 +26,7 @@ from torch.utils.data import Dataset
 from mmcl.data.adapt import ClipAdapter
 from mmcl.data.layouts import Layout
 from mmcl.data.prepared import PreparedData
-from mmcl.data.transforms import ClipTransform
+from mmcl.data.streams import input_channels, stream_joints, stream_transform
 
 
 class SkeletonDataset(Dataset):
@@ -35,7 +35,9 @@ class SkeletonDataset(Dataset):
     Args:
         data: a :class:`PreparedData` or its directory.
         split: ``"train"``, ``"val"`` or ``"test"``.
-        stream: ``"joint"``, ``"bone"``, ``"skip"`` (BRL's skip modality) or their ``_motion``.
+        stream: a stream of :data:`mmcl.data.streams.STREAMS`: CTR-GCN's ``"joint"``, ``"bone"``, ``"joint_motion"``,
+            ``"bone_motion"``, BRL's ``"skip"`` and ``"skip_motion"``, or a PSUMNet part stream (``"psumnet_body"``,
+            ...: 12 channels, the part's joints).
         window: frames per clip.
         train: random crop (``p ~ U[p_interval]``) and rotation; otherwise centre crop 0.95, no rotation.
         p_interval: training crop fraction range.
@@ -44,7 +46,7 @@ class SkeletonDataset(Dataset):
         repeat: the split is listed this many times per epoch (NW-UCLA's training set uses 5).
         seed: base seed of the training draws.
         adapter: maps each stored clip to another layout / person count first (cross-dataset use); items then also
-            carry ``joint_mask`` (V,), 0 for joints the layout mapping filled in.
+            carry ``joint_mask`` (V,), 0 for joints the layout mapping filled in (the part's joints for a part stream).
 
     Items are dicts: ``skeleton`` float32 tensor (C, window, V, M), ``label`` int, ``name`` str and ``index`` int
     (the sample's index in the prepared dataset).
@@ -68,9 +70,10 @@ class SkeletonDataset(Dataset):
             raise ValueError(f"the adapter maps layout {adapter.source_layout!r} but {self.data.root} stores "
                              f"{self.data.info.layout!r}")
         self.adapter = adapter
-        self.transform = ClipTransform(window=window, stream=stream, bones=self.layout.bones, train=train,
-                                       p_interval=tuple(p_interval), random_rotation=rotate,
-                                       rotation_range=rotation_range)
+        input_channels(stream, self.data.info.channels)  # a part stream needs xyz joints
+        self.transform = stream_transform(stream, window, self.layout, train=train, p_interval=tuple(p_interval),
+                                          random_rotation=rotate, rotation_range=rotation_range)
+        self.stream_joints = stream_joints(stream)
         self.repeat = repeat
         self.seed = seed
         self.epoch = 0
@@ -132,5 +135,6 @@ class SkeletonDataset(Dataset):
         item = {"skeleton": torch.from_numpy(skeleton), "label": int(self.data.labels[index]),
                 "name": self.data.names[index], "index": index}
         if self.adapter is not None:
-            item["joint_mask"] = torch.from_numpy(self.adapter.joint_mask)
+            mask = self.adapter.joint_mask
+            item["joint_mask"] = torch.from_numpy(mask[list(self.stream_joints)] if self.stream_joints else mask)
         return item

@@ -19,7 +19,8 @@ bones in order, so its bone is foot minus spine base.
 The input of a stream (:class:`PartInput`) stacks four 3-channel modalities into 12 channels: joints of the part,
 bones of the part's pairs (``x[joint] - x[parent]``, 0 for a joint without a bone), joint-motion and bone-motion
 (forward difference ``x[t + 1] - x[t]``, the last frame 0). Like the release's feeder it runs after crop-resize and
-rotation (:class:`mmcl.data.transforms.ClipTransform` with the ``joint`` stream).
+rotation (:class:`mmcl.data.transforms.ClipTransform` with the ``joint`` stream; :class:`PartStreamTransform` chains
+them). The data pipeline selects a part stream by name (``data.stream: psumnet_body``, :mod:`mmcl.data.streams`).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from functools import cache
 import numpy as np
 
 from mmcl.data.layouts import NTU25, Layout
-from mmcl.data.transforms import to_bone, to_motion
+from mmcl.data.transforms import ClipTransform, Draws, to_bone, to_motion
 from mmcl.errors import DataError
 
 PART_STREAMS = ("body", "hand", "leg")
@@ -119,3 +120,36 @@ class PartInput:
         joints = np.asarray(x, dtype=np.float64)[:, :, list(PART_JOINTS[self.stream])]
         bones = to_bone(joints, self.layout.bones)
         return np.concatenate([joints, bones, to_motion(joints), to_motion(bones)]).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class PartStreamTransform:
+    """A part stream's per-clip transform: crop-resize (+ rotation when training) of the whole NTU-25 clip, then its
+    part input, as the release's feeder orders them. Built by :func:`mmcl.data.streams.stream_transform`.
+
+    Attributes:
+        stream: the stream's name (``psumnet_hand``, ...).
+        clip: the ``joint``-stream :class:`~mmcl.data.transforms.ClipTransform` (window, crop, rotation).
+        part: the :class:`PartInput` applied to its output.
+    """
+
+    stream: str
+    clip: ClipTransform
+    part: PartInput
+
+    @property
+    def train(self) -> bool:
+        return self.clip.train
+
+    @property
+    def window(self) -> int:
+        return self.clip.window
+
+    def draw(self, valid: int, rng: np.random.Generator) -> Draws:
+        """The clip's random numbers (:meth:`ClipTransform.draw`)."""
+        return self.clip.draw(valid, rng)
+
+    def __call__(self, x: np.ndarray, valid: int, rng: np.random.Generator | None = None,
+                 draws: Draws | None = None) -> np.ndarray:
+        """``x`` (3, T, 25, M) whose first ``valid`` frames hold the clip -> (12, window, V_part, M) float32."""
+        return self.part(self.clip(x, valid, rng=rng, draws=draws))

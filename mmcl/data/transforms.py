@@ -30,7 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-STREAMS = ("joint", "bone", "joint_motion", "bone_motion", "skip", "skip_motion")
+from mmcl.data.streams import MODALITY_STREAMS as STREAMS  # the modality streams (CTR-GCN, BRL)
 
 
 def valid_frame_count(x: np.ndarray) -> int:

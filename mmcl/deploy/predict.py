@@ -42,7 +42,7 @@ import yaml
 from mmcl.data.adapt import ClipAdapter
 from mmcl.data.layouts import get_layout
 from mmcl.data.prepared import unusable_reason
-from mmcl.data.transforms import ClipTransform
+from mmcl.data.streams import skeleton_channels, stream_transform
 from mmcl.errors import CheckpointError, DataError, MmclError
 from mmcl.io import atomic_write_text, write_json
 from mmcl.models.checkpoint import CheckpointInfo, load_checkpoint
@@ -110,7 +110,7 @@ def preprocess(joints: np.ndarray, info: CheckpointInfo, source: str | os.PathLi
         v = get_layout(layout).num_joints
     except KeyError as e:
         raise DataError(f"{source}: {e.args[0]}") from None
-    m, c = info.num_person, info.in_channels
+    m, c = info.num_person, skeleton_channels(info.stream, info.in_channels)
     if joints.ndim != 4 or joints.shape[2] != v or joints.shape[3] != c or joints.shape[0] == 0:
         hint = "" if layout != info.layout else " (a file in another layout: name it with --layout)"
         raise DataError(f"{source}: array of shape {joints.shape}; the checkpoint needs (T>0, M<={m}, {v}, {c}) in "
@@ -126,7 +126,7 @@ def preprocess(joints: np.ndarray, info: CheckpointInfo, source: str | os.PathLi
     except KeyError as e:
         raise DataError(f"{source}: {e.args[0]}") from None
     joints = adapter(joints)
-    transform = ClipTransform(window=info.window, stream=info.stream, bones=get_layout(info.layout).bones)
+    transform = stream_transform(info.stream, info.window, get_layout(info.layout))
     return transform(joints.transpose(3, 0, 2, 1), joints.shape[0])
 
 

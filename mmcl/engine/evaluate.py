@@ -17,6 +17,7 @@ from accelerate import Accelerator
 from mmcl.config import DataConfig, from_yaml
 from mmcl.data.longtail import read_longtail
 from mmcl.data.prepared import PreparedData
+from mmcl.data.streams import skeleton_channels
 from mmcl.engine.data import build_dataset, build_loader, model_input, trained_class_counts
 from mmcl.engine.metrics import classification_report, format_longtail, longtail_report, save_scores, write_report
 from mmcl.engine.trainer import predict
@@ -32,8 +33,9 @@ def check_compatible(info: CheckpointInfo, data: PreparedData, data_cfg: DataCon
         problems.append(f"layout {layout!r} vs the checkpoint's {info.layout!r}")
     if num_person != info.num_person:
         problems.append(f"{num_person} persons vs the checkpoint's {info.num_person}")
-    if data.info.channels != info.in_channels:
-        problems.append(f"{data.info.channels} channels vs the checkpoint's {info.in_channels}")
+    channels = skeleton_channels(info.stream, info.in_channels)  # per joint of the skeletons its stream reads
+    if data.info.channels != channels:
+        problems.append(f"{data.info.channels} channels vs the checkpoint's {channels}")
     if data.class_names != info.class_names:
         problems.append(f"{data.num_classes} classes ({', '.join(data.class_names[:3])}, ...) vs the checkpoint's "
                         f"{info.num_classes} ({', '.join(info.class_names[:3])}, ...); for another label space use "

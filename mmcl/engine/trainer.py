@@ -45,6 +45,7 @@ from mmcl.colearn.heads import save_heads
 from mmcl.config import OptimConfig, TrainConfig, load_config, to_yaml
 from mmcl.data.longtail import read_longtail
 from mmcl.data.prepared import PreparedData
+from mmcl.data.streams import input_channels, stream_model_args
 from mmcl.engine.data import build_dataset, build_loader, model_input, resolve_data_root, trained_class_counts
 from mmcl.engine.metrics import classification_report, format_longtail, longtail_report, save_scores, write_report
 from mmcl.engine.module import TrainModule
@@ -207,8 +208,9 @@ def setup(cfg: TrainConfig, resume: str | Path | None = None) -> Run:
     train_set = build_dataset(data, cfg.data, "train", train=True, seed=cfg.seed)
     val_set = build_dataset(data, cfg.data, "val", train=False)
     layout, num_person = model_input(data, cfg.data)
-    backbone = create_model(cfg.model.name, num_classes=data.num_classes, layout=layout,
-                            in_channels=data.info.channels, num_person=num_person, **cfg.model.args)
+    in_channels = input_channels(cfg.data.stream, data.info.channels)
+    backbone = create_model(cfg.model.name, num_classes=data.num_classes, layout=layout, in_channels=in_channels,
+                            num_person=num_person, **cfg.model.args, **stream_model_args(cfg.data.stream))
     if cfg.model.init:
         init_from_checkpoint(backbone, cfg.model.init, cfg.data.stream)
     colearner, train_set = build_colearner(cfg.colearn, backbone, data, train_set)
@@ -232,7 +234,7 @@ def setup(cfg: TrainConfig, resume: str | Path | None = None) -> Run:
                       f"{sum(p.numel() for p in deployable.parameters()):,} deployable parameters, "
                       f"{accelerator.num_processes} process(es) on {accelerator.device}")
     info = CheckpointInfo(model=deployable.registry_name, model_args=dict(deployable.registry_args),
-                          class_names=data.class_names, layout=layout, in_channels=data.info.channels,
+                          class_names=data.class_names, layout=layout, in_channels=in_channels,
                           num_person=num_person, stream=cfg.data.stream, window=cfg.data.window,
                           config_yaml=to_yaml(cfg), extra={})
     brl = BRLStep(cfg.brl, trained_class_counts(data, cfg.data), layout, cfg.seed) if cfg.brl.enabled else None

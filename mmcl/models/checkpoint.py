@@ -114,9 +114,9 @@ class CheckpointInfo:
     model_args: dict[str, Any]
     class_names: list[str]
     layout: str
-    in_channels: int
+    in_channels: int  # per joint of the model input: the skeletons' (3 for xyz), 12 for a PSUMNet part stream
     num_person: int
-    stream: str
+    stream: str  # mmcl.data.streams: it alone defines the input transform
     window: int
     config_yaml: str
     extra: dict[str, Any]

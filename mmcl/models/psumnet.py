@@ -27,7 +27,9 @@ those two draw the same distributions from a different point of the random strea
 ``leg_graph`` selects the leg's graph (:data:`mmcl.data.parts.LEG_GRAPHS`): ``intended`` (default) or the
 release's off-by-one ``released`` pairs. The graph only initialises the learnable adjacency ``PA``, so a released
 leg checkpoint loads into either; but it was trained on the released leg bones, so use one with
-``leg_graph: released`` for the model and the input alike (configs meant to reproduce or load the release do).
+``leg_graph="released"`` for the model and the input alike. In training configs the data stream says both:
+``data.stream: psumnet_leg_released`` gives the input the released leg bones and the model ``leg_graph="released"``
+(:func:`mmcl.data.streams.stream_model_args`); the configs meant to reproduce or load the release use it.
 
 The release derives a unit's relation channels as ``in/8``, except 8 for 3 or 6 input channels; mmcl's CTR-GC gives
 8 for fewer than 8 channels and for 9 (CTR-GCN's rule). Both give 1 for the 12-channel input and 8 for the 64-channel

@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 from mmcl.data.adapt import ClipAdapter
 from mmcl.data.dataset import SkeletonDataset
 from mmcl.data.prepared import SPLIT_NAMES, PreparedData
+from mmcl.data.streams import skeleton_channels
 from mmcl.engine.metrics import topk_accuracy
 from mmcl.models.checkpoint import CheckpointInfo
 from mmcl.zeroshot.labelmap import LabelMapping
@@ -39,9 +40,9 @@ SPLITS = ("all", *SPLIT_NAMES)
 
 def zero_shot_adapter(data: PreparedData, info: CheckpointInfo, checkpoint: str | os.PathLike) -> ClipAdapter:
     """The adapter from the target's stored clips to the checkpoint's input; errors name the checkpoint."""
-    if data.info.channels != info.in_channels:
+    if data.info.channels != skeleton_channels(info.stream, info.in_channels):
         raise ValueError(f"{data.root} stores {data.info.channels} channels per joint; {checkpoint} takes "
-                         f"{info.in_channels}")
+                         f"{skeleton_channels(info.stream, info.in_channels)}")
     try:
         return ClipAdapter(data.info.layout, info.layout, info.num_person, center=True)
     except KeyError as e:
