@@ -18,6 +18,7 @@ pytest.importorskip("onnxruntime")
 
 from mmcl.cli import main
 from mmcl.data.prepared import PreparedData
+from mmcl.data.streams import input_channels, stream_model_args
 from mmcl.deploy import export
 from mmcl.deploy.runtime import OnnxModel
 from mmcl.models import create_model, list_models
@@ -32,28 +33,30 @@ def tiny_checkpoint(path: Path, model: str, class_names=CLASSES, layout: str = "
                     window: int = 8, stream: str = "joint") -> Path:
     torch.manual_seed(0)
     net = create_model(model, num_classes=len(class_names), layout=layout, num_person=num_person,
-                       **SMALL.get(model, {}))
+                       **SMALL.get(model, {}), **stream_model_args(stream))
     for module in net.modules():  # non-trivial batch-norm statistics, as a trained model has
         if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
             module.running_mean.uniform_(-0.2, 0.2)
             module.running_var.uniform_(0.5, 1.5)
-    info = CheckpointInfo(model, net.registry_args, list(class_names), layout, 3, num_person, stream, window,
+    info = CheckpointInfo(model, net.registry_args, list(class_names), layout, input_channels(stream, 3), num_person,
+                          stream, window,
                           "seed: 0\n", {"epoch": 1})
     return save_checkpoint(path, net, info)
 
 
 @pytest.fixture(scope="module")
 def exported(small_prepared, tmp_path_factory) -> dict[str, tuple[Path, Path]]:
-    """Each deployable model as a checkpoint and its export by `mmcl export` (CTR-GCN: the small synthetic set's
-    layout and classes, bone-motion stream, opset 18; the others: Kinect v1, one person, joint stream)."""
+    """Each deployable model as a checkpoint and its export by `mmcl export` (CTR-GCN and PSUMNet: the small
+    synthetic set's layout and classes, bone-motion / hand part stream, opset 18; the others: Kinect v1, one person,
+    joint stream)."""
     root = tmp_path_factory.mktemp("export")
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
     out = {}
     for name in DEPLOYABLE:
-        if name == "ctrgcn":
+        if name in ("ctrgcn", "psumnet"):  # PSUMNet: the hand part stream (13 of the 25 joints, 12 channels)
             checkpoint = tiny_checkpoint(root / f"{name}.safetensors", name, PreparedData(small_prepared).class_names,
-                                         "ntu25", 2, stream="bone_motion")
+                                         "ntu25", 2, stream="bone_motion" if name == "ctrgcn" else "psumnet_hand")
             args = ["--opset", "18"]
         else:
             checkpoint, args = tiny_checkpoint(root / f"{name}.safetensors", name), []
@@ -103,6 +106,15 @@ def test_ctrgcn_exports_a_dynamic_time_axis_and_describes_its_input(exported, ca
     assert model.metadata["layout"] == "ntu25" and len(json.loads(model.metadata["class_names"])) == 16
 
 
+def test_psumnet_part_stream_exports_its_part_input(exported):
+    model = OnnxModel(exported["psumnet"][1])
+    assert model.input["shape"][1:] == [12, "time" if model.dynamic_time else 8, 13, 2]
+    prep = json.loads(model.metadata["preprocessing"])
+    assert prep["stream"] == "psumnet_hand" and "C=3" in prep["joints"] and "bones" not in prep
+    assert prep["part"]["joints"] == [20, 4, 5, 6, 7, 21, 22, 8, 9, 10, 11, 23, 24]
+    assert [1, 0] in prep["part"]["bones"]["pairs"] and prep["crop"]["keep"] == 0.95
+
+
 class MeanPool(torch.nn.Module):
     """A tiny stand-in deployable model (clips -> logits) for the export logic around the trace."""
 
@@ -140,8 +152,9 @@ def read_csv(path: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def test_onnx_and_checkpoint_give_the_same_top5_on_the_test_set(exported, small_prepared, tmp_path, one_thread):
-    checkpoint, onnx_path = exported["ctrgcn"]
+@pytest.mark.parametrize("name", ["ctrgcn", "psumnet"])
+def test_onnx_and_checkpoint_give_the_same_top5_on_the_test_set(name, exported, small_prepared, tmp_path, one_thread):
+    checkpoint, onnx_path = exported[name]
     out = {}
     for flag, path in (("--checkpoint", checkpoint), ("--model", onnx_path)):
         out[flag] = tmp_path / f"{flag[2:]}.csv"

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from mmcl.data.layouts import get_layout
-from mmcl.data.transforms import ClipTransform
+from mmcl.data.streams import PSUMNET_STREAMS, skeleton_channels, stream_joints, stream_transform
 from mmcl.deploy.predict import trained_input
 from mmcl.deploy.runtime import FORMAT, INPUT_NAME, OUTPUT_NAME, OnnxModel, require_onnx
 from mmcl.errors import CheckpointError
@@ -84,10 +84,12 @@ class ExportResult:
 def preprocessing_description(info: CheckpointInfo) -> dict:
     """How a skeleton file becomes the graph's input, for programs that do not use mmcl (stored in the metadata)."""
     layout = get_layout(info.layout)
-    transform = ClipTransform(window=info.window, stream=info.stream, bones=layout.bones)
+    transform = stream_transform(info.stream, info.window, layout)
+    clip = transform.clip if info.stream in PSUMNET_STREAMS else transform  # crop and resize
     trained = trained_input(info.config_yaml)
+    channels = skeleton_channels(info.stream, info.in_channels)
     description = {
-        "joints": f"(T, M, V={layout.num_joints}, C={info.in_channels}) per file in layout {info.layout!r} "
+        "joints": f"(T, M, V={layout.num_joints}, C={channels}) per file in layout {info.layout!r} "
                   f"(joint order: {', '.join(layout.joints)}), coordinates as mmcl's prepared format stores them "
                   f"(NTU .skeleton: read as SGN / CTR-GCN's preprocessing reads it)",
         "center": (f"every present person minus actor 1's joint {layout.center} ({layout.joints[layout.center]}) "
@@ -95,14 +97,22 @@ def preprocessing_description(info: CheckpointInfo) -> dict:
         "persons": f"all-zero persons appended up to M={info.num_person}"
                    + (f"; persons after the first {info.num_person} dropped" if trained.drops_persons else ""),
         "layout_to_input": "(T, M, V, C) -> (C, T, V, M)",
-        "crop": {"kind": "centre", "keep": transform.test_keep,
-                 "frames_cut_each_end": f"int({1 - transform.test_keep:.2f} * T / 2)"},
+        "crop": {"kind": "centre", "keep": clip.test_keep,
+                 "frames_cut_each_end": f"int({1 - clip.test_keep:.2f} * T / 2)"},
         "resize": {"frames": info.window, "mode": "linear over time", "align_corners": False},
         "stream": info.stream,
         "normalisation": "none outside the graph: it starts with the model's own batch norm over persons x joints "
                          "x channels (data_bn)",
     }
-    if info.stream.startswith("bone"):
+    if info.stream in PSUMNET_STREAMS:
+        part = transform.part.layout
+        description["part"] = {
+            "joints": list(stream_joints(info.stream)),
+            "bones": {"rule": "x[:, :, joint] - x[:, :, parent] within the part, other joints 0",
+                      "pairs": [list(p) for p in part.bones]},
+            "motion": "x[:, t + 1] - x[:, t], last frame 0, of the part's joints and of its bones",
+            "channels": "joint | bone | joint-motion | bone-motion, 3 each (12)"}
+    elif info.stream.startswith("bone"):
         description["bones"] = {"rule": "x[:, :, joint] - x[:, :, parent], other joints 0",
                                 "pairs": [list(p) for p in layout.bones]}
     if info.stream.endswith("motion"):
@@ -167,7 +177,8 @@ def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike | None = N
     out = Path(out) if out else checkpoint.with_suffix(".onnx")
     model, info = load_checkpoint(checkpoint)
     model = model.float().eval()
-    window, v = info.window, get_layout(info.layout).num_joints
+    window = info.window
+    v = len(stream_joints(info.stream) or get_layout(info.layout).joints)  # a part stream's joints
     generator = torch.Generator().manual_seed(seed)
 
     def clips(n: int, t: int) -> torch.Tensor:
