@@ -146,6 +146,10 @@ class TrainConfig:
         check(part_stream == (self.model.name == PSUMNET_MODEL), "data.stream", self.data.stream,
               f"a PSUMNet part stream ({', '.join(PSUMNET_STREAMS)}) exactly when model.name is {PSUMNET_MODEL!r} "
               f"(model.name is {self.model.name!r})")
+        part = PSUMNET_STREAMS.get(self.data.stream, ("body",))[0]
+        check(not (self.brl.mixup.enabled and part != "body"), "brl.mixup.enabled", True,
+              f"false with the {self.data.stream} stream: the mixup swaps the lower body of whole skeletons, which "
+              f"the {part} part does not hold")
         implied = sorted(set(self.model.args) & set(stream_model_args(self.data.stream)))
         check(not implied, "model.args", self.model.args, f"no {', '.join(implied)}: data.stream sets them")
 

@@ -55,6 +55,10 @@ def test_stream_names_imply_the_model_arguments():
         load_config(None, ["data.stream=psumnet_leg"])
     with pytest.raises(ConfigError, match="model.args.*no leg_graph: data.stream sets them"):
         load_config(None, ["model.name=psumnet", "data.stream=psumnet_leg", "model.args={leg_graph: released}"])
+    # BRL's partial mixup swaps the NTU-25 lower body: the body stream holds it, the hand and leg parts do not
+    load_config(None, ["model.name=psumnet", "data.stream=psumnet_body", "brl.mixup.enabled=true"])
+    with pytest.raises(ConfigError, match="brl.mixup.enabled.*psumnet_hand stream.*hand part does not hold"):
+        load_config(None, ["model.name=psumnet", "data.stream=psumnet_hand", "brl.mixup.enabled=true"])
 
 
 def test_configs_have_the_release_hyperparameters():
