@@ -14,11 +14,15 @@ from mmcl.io import atomic_path, write_json
 
 
 def topk_accuracy(scores: np.ndarray, labels: np.ndarray, k: int = 1) -> float:
-    """Fraction of samples whose label is among the ``k`` highest scores."""
+    """Fraction of samples whose label is among the ``k`` highest scores.
+
+    Ties rank the lower class index first, as ``argmax`` does (bf16 logits tie often), so top-1 always equals the
+    accuracy of the argmax predictions that the report and confusion matrix use.
+    """
     if len(labels) == 0:
         raise ValueError("no samples to score")
     k = min(k, scores.shape[1])
-    topk = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    topk = np.argsort(-scores, axis=1, kind="stable")[:, :k]
     return float((topk == labels[:, None]).any(axis=1).mean())
 
 
