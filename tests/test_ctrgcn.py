@@ -387,6 +387,49 @@ def test_gradients_match_reference(layout, persons, classes, mode):
         assert err <= 1e-4 * max(g_ref.abs().max().item(), 1e-6 * scale), name
 
 
+def _random_running_stats(model: nn.Module, seed: int) -> None:
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.running_mean.copy_(0.3 * torch.randn(m.running_mean.shape, generator=gen))
+                m.running_var.copy_(0.5 + 1.5 * torch.rand(m.running_var.shape, generator=gen))
+
+
+@pytest.mark.parametrize("layout, persons, classes", CONFIGS)
+@pytest.mark.parametrize("dtype, tolerance", [(torch.float64, 1e-12), (torch.float32, 1e-5)])
+def test_folded_batch_norms_compute_the_reference(layout, persons, classes, dtype, tolerance):
+    """Evaluation with every batch norm folded into its convolution (the default) and without (``fold_bn=False``)
+    gives the reference's logits: to rounding in float64, within 1e-5 relative in fp32."""
+    ours, ref = _pair(layout, persons, classes, dtype=dtype, seed=2)
+    _random_running_stats(ours, seed=3)
+    ref.load_state_dict(ours.state_dict())
+    ours.eval()
+    ref.eval()
+    x = torch.randn(2, 3, 12, get_layout(layout).num_joints, persons, dtype=dtype,
+                    generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        expected = ref(x)
+        assert ours.fold_bn
+        folded = ours(x)
+        ours.fold_bn = False
+        unfolded = ours(x)
+    assert not any(getattr(m, "fold_bn", False) for m in ours.modules())
+    assert _rel(folded, expected) < tolerance
+    assert _rel(unfolded, expected) < tolerance
+
+
+def test_fold_switch_is_a_model_argument_and_leaves_training_alone():
+    folded = create_model("ctrgcn", num_classes=6, layout="ntu25", num_person=2)
+    plain = create_model("ctrgcn", num_classes=6, layout="ntu25", num_person=2, fold_bn=False)
+    assert folded.fold_bn and not plain.fold_bn and plain.registry_args == {"fold_bn": False}
+    plain.load_state_dict(folded.state_dict())
+    assert list(folded.state_dict()) == list(plain.state_dict())
+    x = torch.randn(2, 3, 8, 25, 2, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.equal(folded.train()(x), plain.train()(x))  # train mode: batch statistics, nothing folded
+
+
 def test_logits_regression():
     """Fixed seed and input, weights perturbed as in the equivalence tests (so alpha and the refinement matter), eval
     and train mode: mmcl's fp32 logits against an independent computation, the reference port run in float64 with the

@@ -4,8 +4,8 @@ ICCV 2021), parameter for parameter the published model (github.com/Uason-Chen/C
 The module tree, parameter names and shapes, buffers and initialisation are those of the reference code, so a
 checkpoint trained with it loads with ``load_state_dict(strict=True)`` and gives the same logits; with the same
 ``torch.manual_seed`` a freshly built model even has the same weights. Only the forward pass is rearranged for
-speed (on CPU about 1.6x for an fp32 training step and 2x under bf16 autocast, see ``benchmarks/ctrgcn_speed.py``);
-it computes the same function:
+speed (the measured ratios against a straightforward port of the reference are in
+``benchmarks/results/ctrgcn_speed.md``); it computes the same function:
 
 - ``conv1``/``conv2`` of the three CTR-GC subsets (1x1 convolutions followed by a mean over time) become one small
   matrix product applied to the time-mean of the input: a 1x1 convolution commutes with the mean.
@@ -15,6 +15,11 @@ it computes the same function:
   temporal branches) are one autograd function of batched matrix products (:func:`pointwise_convs`), whose
   backward accumulates the input gradient in place. On CPU this is much faster than oneDNN's NCHW convolution.
 - Max-pooling over time runs in channels-last layout; ReLUs and residual additions are in place.
+- Under bf16 autocast, the small parameters are cast before they are broadcast over the batch and the time-mean
+  is a sum (autocast would otherwise copy whole activations to change their dtype).
+- Evaluation mode folds every batch norm that follows a convolution into it (``fold_bn``, on by default): the GCN's
+  ``bn`` scales the subsets' ``conv3`` (the topologies act within a channel), the temporal branches' norms go into
+  their convolutions, and only the norm after the max-pooling stays, as a per-channel affine map.
 
 Shapes follow the reference: input ``(N, C, T, V, M)``, features ``(N*M, C', T', V)``. The one extension: inputs of
 1-7 channels other than 3 (e.g. 6 for stacked joint+bone), for which the reference builds empty convolutions and
@@ -27,6 +32,7 @@ import math
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mmcl.data.layouts import get_layout
@@ -70,8 +76,9 @@ class _PointwiseConvs(torch.autograd.Function):
         with torch.autocast(x.device.type, enabled=False):
             x3 = x.reshape(n, c, t * v).to(dtype)
             w, b = weight.flatten(1).to(dtype), bias.to(dtype)
-            outs = tuple(torch.baddbmm(bi.view(1, -1, 1), wi.expand(n, -1, -1), x3).view(n, -1, t, v)
-                         for wi, bi in zip(w.split(sizes), b.split(sizes)))
+            outs = tuple(x3.new_empty(n, size, t, v) for size in sizes)  # not views: callers may modify them
+            for out, wi, bi in zip(outs, w.split(sizes), b.split(sizes)):
+                torch.baddbmm(bi.view(1, -1, 1), wi.expand(n, -1, -1), x3, out=out.view(n, -1, t * v))
         ctx.save_for_backward(x3, w)
         ctx.sizes, ctx.x_shape, ctx.dtypes = sizes, x.shape, (x.dtype, weight.dtype, bias.dtype)
         return outs
@@ -81,7 +88,9 @@ class _PointwiseConvs(torch.autograd.Function):
         x3, w = ctx.saved_tensors
         n = x3.shape[0]
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
-        acc_dtype = torch.promote_types(x3.dtype, torch.float32)  # sum low-precision products in fp32
+        # per-sample products and sums come in the products' dtype (as autocast's own convolutions give their
+        # weight gradients); the sum over the batch is taken in fp32
+        acc_dtype = torch.promote_types(x3.dtype, torch.float32)
         grad_x, grad_w, grad_b = None, [], []
         with torch.autocast(x3.device.type, enabled=False):
             for g, wi in zip(grads, w.split(ctx.sizes)):
@@ -92,7 +101,7 @@ class _PointwiseConvs(torch.autograd.Function):
                 if need_w:
                     grad_w.append(torch.bmm(g, x3.transpose(1, 2)).sum(0, dtype=acc_dtype))
                 if need_b:
-                    grad_b.append(g.sum((0, 2), dtype=acc_dtype))
+                    grad_b.append(g.sum(2).sum(0, dtype=acc_dtype))
         x_dtype, w_dtype, b_dtype = ctx.dtypes
         return (grad_x.view(ctx.x_shape).to(x_dtype) if need_x else None,
                 torch.cat(grad_w).view(-1, w.shape[1], 1, 1).to(w_dtype) if need_w else None,
@@ -100,11 +109,30 @@ class _PointwiseConvs(torch.autograd.Function):
                 None)
 
 
-def pointwise_convs(x: Tensor, convs: Sequence[nn.Conv2d]) -> tuple[Tensor, ...]:
-    """``tuple(conv(x) for conv in convs)`` for 1x1 convolutions (stride 1) sharing the input ``x``."""
-    weight = torch.cat([conv.weight for conv in convs])
-    bias = torch.cat([conv.bias for conv in convs])
-    return _PointwiseConvs.apply(x, weight, bias, tuple(conv.out_channels for conv in convs))
+def pointwise_convs(x: Tensor, convs: Sequence[nn.Conv2d | tuple[Tensor, Tensor]]) -> tuple[Tensor, ...]:
+    """``tuple(conv(x) for conv in convs)`` for 1x1 convolutions (stride 1) sharing the input ``x``; a convolution
+    may also be given as its ``(weight, bias)`` (e.g. with a batch norm folded in, :func:`fold_bn`)."""
+    pairs = [(c.weight, c.bias) if isinstance(c, nn.Conv2d) else c for c in convs]
+    weight = torch.cat([w for w, _ in pairs])
+    bias = torch.cat([b for _, b in pairs])
+    return _PointwiseConvs.apply(x, weight, bias, tuple(w.shape[0] for w, _ in pairs))
+
+
+def bn_affine(bn: nn.modules.batchnorm._BatchNorm) -> tuple[Tensor, Tensor]:
+    """(scale, shift) of a batch norm in evaluation mode: ``bn(x) = x * scale + shift`` per channel."""
+    scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
+    return scale, bn.bias - bn.running_mean * scale
+
+
+def fold_bn(conv: nn.Conv2d, bn: nn.modules.batchnorm._BatchNorm) -> tuple[Tensor, Tensor]:
+    """(weight, bias) of ``bn(conv(x))`` as one convolution, ``bn`` in evaluation mode."""
+    scale, shift = bn_affine(bn)
+    return conv.weight * scale.view(-1, 1, 1, 1), conv.bias * scale + shift
+
+
+def _fold_bn_active(module: nn.Module) -> bool:
+    """Evaluation mode with batch norms folded into the convolutions (the model's ``fold_bn`` switch)."""
+    return module.fold_bn and not module.training
 
 
 class CTRGC(nn.Module):
@@ -132,8 +160,11 @@ class UnitGCN(nn.Module):
     """Spatial graph convolution of one unit: CTR-GC over the subsets of ``adjacency``, summed, BN, residual, ReLU.
 
     ``PA`` (learnable, initialised to the graph) is added to every channel-wise topology; ``alpha`` (init 0) scales
-    the refinement and is shared by the subsets.
+    the refinement and is shared by the subsets. With ``fold_bn`` (set by :class:`CTRGCN`), evaluation mode folds
+    the batch norms into the convolutions.
     """
+
+    fold_bn = True
 
     def __init__(self, in_channels: int, out_channels: int, adjacency: Tensor) -> None:
         super().__init__()
@@ -159,26 +190,47 @@ class UnitGCN(nn.Module):
         # conv1/conv2 of every subset, applied to the time-mean (the mean over T commutes with a 1x1 conv).
         w12 = torch.cat([c.conv1.weight for c in convs] + [c.conv2.weight for c in convs]).flatten(1)
         b12 = torch.cat([c.conv1.bias for c in convs] + [c.conv2.bias for c in convs])
-        q = torch.matmul(w12, x.mean(2)) + b12.unsqueeze(-1)  # (n, 2*S*R, V)
+        with torch.autocast(x.device.type, enabled=False):
+            x_mean = x.sum(2) / t  # on CPU, a bf16 mean copies its input to fp32 first; a sum does not
+        q = torch.matmul(w12, x_mean) + b12.unsqueeze(-1)  # (n, 2*S*R, V)
         q1, q2 = q.view(n, 2, subsets, rel_channels, v).unbind(1)
         # relation[n, s, r, v, u] = tanh(q1[u] - q2[v]): the reference's (u, v) matrix, transposed for the product.
         relation = torch.tanh(q1.unsqueeze(-2) - q2.unsqueeze(-1)).flatten(3)
 
-        # conv3 of every subset (and the down-projection) as one set of products.
-        heads = [c.conv3 for c in convs] + ([self.down[0]] if self.down is not None else [])
+        # conv3 of every subset (and the down-projection) as one set of products. With the batch norms folded
+        # (evaluation), bn's scale goes into every conv3 (the topologies act within a channel) and its shift into
+        # the down-projection's bias, whose output then starts the sum.
+        folded = _fold_bn_active(self)
+        if folded:
+            scale, shift = bn_affine(self.bn)
+            heads = [(c.conv3.weight * scale.view(-1, 1, 1, 1), c.conv3.bias * scale) for c in convs]
+            if self.down is not None:
+                down_weight, down_bias = fold_bn(*self.down)
+                heads.append((down_weight, down_bias + shift))
+        else:
+            heads = [c.conv3 for c in convs] + ([self.down[0]] if self.down is not None else [])
         features = pointwise_convs(x, heads)
-
-        # topology_s = alpha * conv4_s(relation_s) + PA_s (transposed); y = sum_s x3_s @ topology_s.
+        dtype = features[0].dtype  # the products' dtype (bf16 under autocast)
         y = None
+        if folded:
+            y = features[-1] if self.down is not None else x.to(dtype) + shift.to(dtype).view(-1, 1, 1)
+            y = y.view(n * out_channels, t, v)
+
+        # topology_s = alpha * conv4_s(relation_s) + PA_s (transposed); y = sum_s x3_s @ topology_s. The small
+        # parameters are cast to the products' dtype before they are broadcast over the batch (under autocast,
+        # casting the broadcast tensors would copy them once per sample).
         for s, conv in enumerate(convs):
-            bias = (self.alpha * conv.conv4.bias.unsqueeze(-1) + self.PA[s].t().reshape(1, -1)).expand(n, -1, -1)
-            weight = (self.alpha * conv.conv4.weight.flatten(1)).expand(n, -1, -1)
-            topology = torch.baddbmm(bias, weight, relation[:, s]).view(n * out_channels, v, v)
+            bias = (self.alpha * conv.conv4.bias.unsqueeze(-1) + self.PA[s].t().reshape(1, -1)).to(dtype)
+            weight = (self.alpha * conv.conv4.weight.flatten(1)).to(dtype)
+            topology = torch.baddbmm(bias.unsqueeze(0), weight.expand(n, -1, -1), relation[:, s])
+            topology = topology.view(n * out_channels, v, v)
             x3 = features[s].view(n * out_channels, t, v)
             y = torch.bmm(x3, topology) if y is None else y.baddbmm_(x3, topology)
 
-        y = self.bn(y.view(n, out_channels, t, v))
-        y += self.down[1](features[-1]) if self.down is not None else x
+        y = y.view(n, out_channels, t, v)
+        if not folded:
+            y = self.bn(y)
+            y += self.down[1](features[-1]) if self.down is not None else x
         return y.relu_()
 
 
@@ -202,7 +254,10 @@ class MultiScaleTCN(nn.Module):
 
     Branches: (1x1, BN, ReLU, kx1 conv dilation d, BN) for each dilation, (1x1, BN, ReLU, max-pool 3x1, BN),
     (1x1 with stride, BN). The module indices inside ``branches`` are the reference's (they name the weights).
+    With ``fold_bn``, evaluation mode folds the batch norms into the convolutions.
     """
+
+    fold_bn = True
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 5, stride: int = 1,
                  dilations: Sequence[int] = (1, 2)) -> None:
@@ -231,21 +286,42 @@ class MultiScaleTCN(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         *temporal, pool, strided = self.branches
+        folded = _fold_bn_active(self)
+        heads = [fold_bn(branch[0], branch[1]) if folded else branch[0] for branch in self.branches]
         if self.stride == 1:
-            *hidden, last = pointwise_convs(x, [branch[0] for branch in self.branches])
+            *hidden, last = pointwise_convs(x, heads)
         else:
-            hidden = pointwise_convs(x, [branch[0] for branch in self.branches[:-1]])
-            last = pointwise_convs(x[:, :, ::self.stride].contiguous(), [strided[0]])[0]
-        outs = [branch[3](branch[1](h).relu_()) for branch, h in zip(temporal, hidden)]
+            hidden = pointwise_convs(x, heads[:-1])
+            last = pointwise_convs(x[:, :, ::self.stride].contiguous(), heads[-1:])[0]
+        if folded:
+            outs = [self._folded_temporal(branch[3], h.relu_()) for branch, h in zip(temporal, hidden)]
+            h = hidden[-1].relu_()
+        else:
+            outs = [branch[3](branch[1](h).relu_()) for branch, h in zip(temporal, hidden)]
+            h = pool[1](hidden[-1]).relu_()
         # max-pooling over time is several times faster in channels-last layout on CPU
-        h = pool[1](hidden[-1]).relu_().contiguous(memory_format=torch.channels_last)
-        outs.append(pool[4](pool[3](h).contiguous()))
-        outs.append(strided[1](last))
+        h = pool[3](h.contiguous(memory_format=torch.channels_last)).contiguous()
+        if folded:  # the batch norm after the pooling, as a per-channel affine map
+            scale, shift = bn_affine(pool[4])
+            outs.append(torch.addcmul(shift.to(h.dtype).view(-1, 1, 1), h, scale.to(h.dtype).view(-1, 1, 1)))
+            outs.append(last)
+        else:
+            outs.append(pool[4](h))
+            outs.append(strided[1](last))
         return torch.cat(outs, 1)
+
+    @staticmethod
+    def _folded_temporal(temporal: TemporalConv, x: Tensor) -> Tensor:
+        conv = temporal.conv
+        return F.conv2d(x, *fold_bn(conv, temporal.bn), stride=conv.stride, padding=conv.padding,
+                        dilation=conv.dilation)
 
 
 class ResidualConv(nn.Module):
-    """Strided 1x1 convolution and batch norm: the unit's residual when its shape changes."""
+    """Strided 1x1 convolution and batch norm: the unit's residual when its shape changes (``fold_bn``: folded in
+    evaluation mode)."""
+
+    fold_bn = True
 
     def __init__(self, in_channels: int, out_channels: int, stride: int = 1) -> None:
         super().__init__()
@@ -257,6 +333,8 @@ class ResidualConv(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         stride = self.conv.stride[0]
         x = x[:, :, ::stride].contiguous() if stride > 1 else x
+        if _fold_bn_active(self):
+            return pointwise_convs(x, [fold_bn(self.conv, self.bn)])[0]
         return self.bn(pointwise_convs(x, [self.conv])[0])
 
 
@@ -291,10 +369,12 @@ class CTRGCN(nn.Module):
         in_channels: input channels per joint (3 for xyz).
         num_person: persons per sample (M).
         drop_rate: dropout before the classifier (0 in the reference configs).
+        fold_bn: in evaluation mode, fold every batch norm that follows a convolution into it (the same function
+            computed with fewer passes over the activations; the parameters and the state dict are unchanged).
     """
 
     def __init__(self, num_classes: int = 60, layout: str = "ntu25", in_channels: int = 3, num_person: int = 2,
-                 drop_rate: float = 0.0) -> None:
+                 drop_rate: float = 0.0, fold_bn: bool = True) -> None:
         super().__init__()
         graph = get_layout(layout)
         adjacency = torch.from_numpy(graph.adjacency())
@@ -313,6 +393,18 @@ class CTRGCN(nn.Module):
         nn.init.normal_(self.fc.weight, 0, math.sqrt(2.0 / num_classes))
         _bn_init(self.data_bn, 1)
         self.drop_out = nn.Dropout(drop_rate) if drop_rate > 0 else nn.Identity()
+        self.fold_bn = fold_bn
+
+    @property
+    def fold_bn(self) -> bool:
+        """Whether evaluation mode folds the batch norms into the convolutions (settable)."""
+        return self.l1.gcn1.fold_bn
+
+    @fold_bn.setter
+    def fold_bn(self, enabled: bool) -> None:
+        for module in self.modules():
+            if isinstance(module, (UnitGCN, MultiScaleTCN, ResidualConv)):
+                module.fold_bn = bool(enabled)
 
     @property
     def units(self) -> list[TCNGCNUnit]:
@@ -349,7 +441,7 @@ class CTRGCN(nn.Module):
 
 @register_model
 def ctrgcn(num_classes: int, layout: str = "ntu25", in_channels: int = 3, num_person: int = 2,
-           drop_rate: float = 0.0) -> CTRGCN:
+           drop_rate: float = 0.0, fold_bn: bool = True) -> CTRGCN:
     """CTR-GCN as published (NTU configs: ntu25, M=2; NW-UCLA: nwucla20, M=1)."""
     return CTRGCN(num_classes=num_classes, layout=layout, in_channels=in_channels, num_person=num_person,
-                  drop_rate=drop_rate)
+                  drop_rate=drop_rate, fold_bn=fold_bn)
