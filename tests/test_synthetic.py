@@ -152,6 +152,25 @@ def test_rerun_is_a_no_op_and_other_settings_need_overwrite(tmp_path: Path):
     assert json.loads((out / "manifest.json").read_text())["config"]["seed"] == 3
 
 
+def test_videos_are_added_to_a_set_made_without_them(video_set: Path, tmp_path: Path):
+    """A skeleton-only set (the main job's) gets its videos when a later run asks for them; a set with videos
+    serves a request without them as it is."""
+    cfg = replace(SMALL, subjects=1, cameras=1, classes=2, utd=False)
+    out = generate(tmp_path / "d", replace(cfg, video=False), workers=1)
+    assert not (out / "videos").exists()
+    skeletons = {p.name: p.read_bytes() for p in (out / "skeletons").iterdir()}
+    generate(out, cfg, workers=1)
+    assert json.loads((out / "manifest.json").read_text())["config"]["video"] is True
+    assert {p.name: p.read_bytes() for p in (out / "skeletons").iterdir()} == skeletons
+    for name in ("S001C001P001R001A001_rgb.avi", "S001C001P001R001A002_rgb.avi"):
+        assert (out / "videos" / name).read_bytes() == (video_set / "videos" / name).read_bytes(), name
+    stamp = (out / "manifest.json").stat().st_mtime_ns
+    assert generate(out, replace(cfg, video=False), workers=1) == out
+    assert (out / "manifest.json").stat().st_mtime_ns == stamp and len(list((out / "videos").iterdir())) == 2
+    with pytest.raises(FileExistsError, match="other settings"):
+        generate(out, replace(cfg, video=False, seed=4), workers=1)
+
+
 def test_interrupted_run_resumes(tmp_path: Path, monkeypatch):
     cfg = replace(SMALL, subjects=1, cameras=1, video=False, utd_subjects=1)
     out = tmp_path / "d"

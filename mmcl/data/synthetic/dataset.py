@@ -252,6 +252,10 @@ def _settings(cfg: SynthConfig) -> dict:
     return {"version": GENERATOR_VERSION, "config": asdict(cfg)}
 
 
+def _without_video(settings: dict) -> dict:
+    return {**settings, "config": {k: v for k, v in settings["config"].items() if k != "video"}}
+
+
 def _dir_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in path.iterdir() if f.is_file()) if path.is_dir() else 0
 
@@ -261,24 +265,34 @@ def generate(out: str | os.PathLike, cfg: SynthConfig | None = None, workers: in
     """Write the synthetic dataset of ``cfg`` (default: the built-in set) to ``out`` (see the module doc); returns
     ``out``.
 
-    A complete ``out`` made with the same settings is left as it is; one made with other settings is an error unless
-    ``overwrite``. An unfinished run (``out.partial``) with the same settings is resumed.
+    A complete ``out`` made with the same settings is left as it is, and so is one that differs only in holding the
+    videos that ``cfg`` goes without (the skeletons do not depend on them); one made without the videos that ``cfg``
+    asks for gets them added (its other files are kept). Any other difference is an error unless ``overwrite``.
+    An unfinished run (``out.partial``) with the same settings is resumed.
     """
     cfg = SynthConfig() if cfg is None else cfg
     out = Path(out)
     manifest = out / "manifest.json"
+    partial = out.with_name(out.name + ".partial")
     if manifest.exists():
         done = json.loads(manifest.read_text())
-        if {"version": done.get("version"), "config": done.get("config")} == _settings(cfg) and not overwrite:
+        existing = {"version": done.get("version"), "config": done.get("config")}
+        if existing == _settings(cfg) and not overwrite:
             return out
-        if not overwrite:
+        if _without_video(existing) == _without_video(_settings(cfg)) and not overwrite:
+            if existing["config"]["video"]:
+                return out  # it holds the videos too
+            if partial.exists():  # the videos are added as a resumable run over the complete set
+                shutil.rmtree(partial)
+            os.replace(out, partial)
+            write_json(partial / ".settings.json", _settings(cfg), indent=None)
+        elif not overwrite:
             raise FileExistsError(f"{out} holds a synthetic dataset made with other settings "
                                   f"(seed {done.get('config', {}).get('seed')}); pass overwrite=True "
                                   "(mmcl synth --overwrite) to replace it")
     elif out.exists() and any(out.iterdir()) and not overwrite:
         raise FileExistsError(f"{out} exists and is not a synthetic dataset (no manifest.json); pass overwrite "
                               "to replace it (mmcl synth --overwrite)")
-    partial = out.with_name(out.name + ".partial")
     marker = partial / ".settings.json"
     if partial.exists() and (not marker.exists() or json.loads(marker.read_text()) != _settings(cfg)):
         shutil.rmtree(partial)
