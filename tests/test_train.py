@@ -177,6 +177,23 @@ def test_config_errors_name_the_key_and_path(tmp_path):
         train(load_config(None, [f"data.root={tmp_path / 'nowhere'}", f"output_dir={tmp_path}"]))
 
 
+def test_the_demo_set_is_generated_without_videos_until_teachers_need_them(monkeypatch, tmp_path):
+    """Training reads skeletons only, so the main job skips rendering the videos; the teachers' step adds them."""
+    from dataclasses import replace
+
+    from mmcl.data.synthetic import SynthConfig
+    from mmcl.engine import demo
+
+    small = SynthConfig(subjects=4, cameras=1, classes=2, utd=False)
+    monkeypatch.setattr("mmcl.data.synthetic.SynthConfig", lambda **kw: replace(small, **kw))
+    monkeypatch.setenv("MMCL_CACHE", str(tmp_path))
+    data = demo.ensure_synthetic(3)
+    raw = tmp_path / "synthetic" / "raw-seed3"
+    assert data.info.num_samples == 8 and not (raw / "videos").exists()
+    assert demo.ensure_synthetic(3, videos=True).names == data.names
+    assert sorted(p.name for p in (raw / "videos").iterdir()) == sorted(f"{n}_rgb.avi" for n in data.names)
+
+
 def test_the_demo_data_is_made_by_the_entry_point_not_by_train(small_synthetic, small_prepared, session_cache,
                                                                 tmp_path, monkeypatch):
     from mmcl.engine import demo

@@ -9,6 +9,8 @@ are built first). A config with ``data.longtail`` gets its long-tailed set built
 
 from __future__ import annotations
 
+import json
+
 from accelerate import PartialState
 
 from mmcl.config import TrainConfig
@@ -21,16 +23,22 @@ def uses_demo_data(cfg: TrainConfig) -> bool:
     return cfg.data.dataset == "synthetic" and not cfg.data.root
 
 
-def ensure_synthetic(seed: int) -> PreparedData:
-    """Generate and prepare the built-in synthetic set if it is not in the cache yet; returns it."""
+def ensure_synthetic(seed: int, videos: bool = False) -> PreparedData:
+    """Generate and prepare the built-in synthetic set if it is not in the cache yet; returns it.
+
+    Without ``videos`` the raw set is generated without its RGB videos (rendering them is most of the generation
+    time, and training reads skeletons only); a later call with ``videos`` adds them to the same set.
+    """
     from mmcl.data.prepare import prepare_synthetic
     from mmcl.data.synthetic import SynthConfig, generate
 
     raw, prepared = synthetic_paths(seed)
+    manifest = raw / "manifest.json"
+    has_videos = manifest.exists() and json.loads(manifest.read_text())["config"]["video"]
+    if (not manifest.exists() and not (prepared / "meta.json").exists()) or (videos and not has_videos):
+        print(f"generating the synthetic dataset (seed {seed}, {'with' if videos else 'without'} videos) into {raw}")
+        generate(raw, SynthConfig(seed=seed, video=videos))
     if not (prepared / "meta.json").exists():
-        if not (raw / "manifest.json").exists():
-            print(f"generating the synthetic dataset (seed {seed}) into {raw}")
-            generate(raw, SynthConfig(seed=seed))
         print(f"preparing {raw} -> {prepared}")
         prepare_synthetic(raw, prepared)
     return PreparedData(prepared)
@@ -49,6 +57,8 @@ def ensure_teacher_features(cfg: TrainConfig, data: PreparedData) -> None:
     path = resolve_cache_dir(teacher, data.info.dataset)
     if (path / "manifest.json").exists():
         return
+    with PartialState().main_process_first():
+        ensure_synthetic(cfg.data.synthetic_seed, videos=True)  # the teachers watch the videos
     raw, _ = synthetic_paths(cfg.data.synthetic_seed)
     print(f"precomputing the teacher features of the synthetic set ({cfg.colearn.teacher.config}) into {path}")
     precompute(teacher, data, raw / "videos", descriptions_path=raw / "classes.json")
