@@ -46,6 +46,10 @@ def test_a_run_writes_its_outputs_and_lowers_the_loss(finished_run: Path):
     scores = load_scores(finished_run / "test_scores.npz")
     assert metrics["top1"] == pytest.approx(float((scores.scores.argmax(1) == scores.labels).mean()))
     assert set(metrics) >= {"top1", "top5", "mean_class_accuracy", "per_class_accuracy"}
+    split = metrics["train_time_split_s"]  # where the epochs' time went, summed over them
+    assert set(split) == {"data", "forward", "backward", "optimizer", "other", "validation", "checkpoint"}
+    assert split["forward"] > 0 and split["backward"] > 0
+    assert sum(split.values()) <= metrics["train_time_s"] + 0.5
     info = read_checkpoint_info(finished_run / "best.safetensors")
     assert info.extra["epoch"] == metrics["best_epoch"] and info.num_classes == 16 and info.window == 16
     for f in ("best.safetensors", "last.safetensors"):  # written through a temporary file, yet as readable as the rest
@@ -78,7 +82,9 @@ def test_resume_continues_bit_for_bit(small_prepared, tmp_path, monkeypatch):
         assert np.array_equal(a[k].numpy(), b[k].numpy()), k
     ha = json.loads((straight / "small" / "history.json").read_text())["history"]
     hb = json.loads((run_dir / "history.json").read_text())["history"]
+    timings = [r.pop("time_s") for r in ha + hb]  # wall times differ from run to run; everything else is equal
     assert ha == hb
+    assert all({"data", "forward", "backward", "optimizer", "other", "validation"} <= set(t) for t in timings)
 
 
 def test_a_second_run_gets_its_own_directory(small_prepared, tmp_path):

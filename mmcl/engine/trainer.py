@@ -254,8 +254,29 @@ def _accelerator(cfg: TrainConfig, run_dir: Path) -> Accelerator:
                          f"(`mmcl ablate` runs every run in its own)") from e
 
 
+class PhaseClock:
+    """Wall seconds spent in each phase of a loop, each :meth:`lap` closing the phase it names.
+
+    On a GPU the device is synchronised at every lap, so that the kernels a phase queued count in that phase.
+    """
+
+    def __init__(self, device: torch.device):
+        self._sync = torch.cuda.synchronize if device.type == "cuda" else None
+        self.seconds: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, phase: str) -> None:
+        if self._sync is not None:
+            self._sync()
+        now = time.perf_counter()
+        self.seconds[phase] = self.seconds.get(phase, 0.0) + now - self._last
+        self._last = now
+
+
 def train_one_epoch(run: Run, epoch: int) -> dict:
-    """One pass over the training split at the schedule's learning rate; returns the epoch's record (loss, top-1)."""
+    """One pass over the training split at the schedule's learning rate; returns the epoch's record (loss, top-1,
+    and ``time_s``: seconds waiting for batches (``data``), in ``forward``, ``backward`` and ``optimizer``, and the
+    bookkeeping between steps (``other``))."""
     cfg, accelerator, state = run.cfg, run.accelerator, run.state
     lr = learning_rate(cfg.optim, epoch)
     for group in run.optimizer.param_groups:
@@ -272,14 +293,19 @@ def train_one_epoch(run: Run, epoch: int) -> dict:
     total_loss, correct, seen = 0.0, 0, 0
     bar = tqdm(run.train_loader, desc=f"epoch {epoch + 1}/{cfg.optim.epochs}", leave=False,
                disable=not accelerator.is_local_main_process)
+    clock = PhaseClock(accelerator.device)
     for batch in bar:
+        clock.lap("data")
         if run.brl is not None:
             batch = run.brl.mix(batch, mixup)
         with accelerator.accumulate(run.module):
             out = run.module(batch)
+            clock.lap("forward")
             accelerator.backward(out["loss"])
+            clock.lap("backward")
             run.optimizer.step()
             run.optimizer.zero_grad()
+            clock.lap("optimizer")
         state.global_step += 1
         n = batch["label"].shape[0]
         total_loss += out["loss"].item() * n
@@ -289,8 +315,10 @@ def train_one_epoch(run: Run, epoch: int) -> dict:
             accelerator.log({"train/loss": out["loss"].item(), "train/lr": lr,
                              **{f"train/{k}": v.item() for k, v in out["losses"].items()}}, step=state.global_step)
         bar.set_postfix(loss=f"{total_loss / seen:.3f}", lr=f"{lr:.3g}")
+        clock.lap("other")
     record = {"epoch": epoch + 1, "lr": lr, "train_loss": total_loss / max(seen, 1),
-              "train_top1": correct / max(seen, 1), "val_top1": None}
+              "train_top1": correct / max(seen, 1), "val_top1": None,
+              "time_s": {k: round(v, 3) for k, v in clock.seconds.items()}}
     if run.brl is not None:
         record["class_weights"] = reweighted
     return record
@@ -300,6 +328,7 @@ def validate(run: Run, record: dict) -> None:
     """Score the deployable model on the validation split into ``record``; a new best epoch is checkpointed as
     ``best.safetensors`` (with its co-learning heads as ``best_heads.safetensors``)."""
     accelerator, state = run.accelerator, run.state
+    start = time.perf_counter()
     scores, labels, _ = predict(run.deployable, run.val_loader, accelerator, desc="val")
     record["val_top1"] = float((scores.argmax(1) == labels).mean())
     accelerator.log({"val/top1": record["val_top1"]}, step=state.global_step)
@@ -310,19 +339,24 @@ def validate(run: Run, record: dict) -> None:
             save_checkpoint(run.run_dir / "best.safetensors", run.deployable, info)
             if run.colearner is not None:
                 save_heads(run.run_dir / "best_heads.safetensors", run.colearner, info)
+    record["time_s"]["validation"] = round(time.perf_counter() - start, 3)
 
 
 def finish_epoch(run: Run, record: dict) -> None:
     """Record the epoch in the history, write ``last.safetensors`` and the state ``--resume`` continues from."""
+    start = time.perf_counter()
     run.state.history.append(record)
     run.state.epoch = record["epoch"] - 1
     if run.accelerator.is_main_process:
         save_checkpoint(run.run_dir / "last.safetensors", run.deployable,
                         _with_epoch(run.info, record["epoch"], record["val_top1"]))
     _save_state(run.accelerator, run.run_dir)
+    record["time_s"]["checkpoint"] = round(time.perf_counter() - start, 3)  # after the state: not in its copy
     val_text = f", val top-1 {100 * record['val_top1']:.2f}%" if record["val_top1"] is not None else ""
+    split = ", ".join(f"{k} {v:.1f}" for k, v in record["time_s"].items())
     run.accelerator.print(f"epoch {record['epoch']}/{run.cfg.optim.epochs}: loss {record['train_loss']:.4f}, "
-                          f"train top-1 {100 * record['train_top1']:.2f}%{val_text}, lr {record['lr']:.4g}")
+                          f"train top-1 {100 * record['train_top1']:.2f}%{val_text}, lr {record['lr']:.4g}; "
+                          f"{sum(record['time_s'].values()):.1f} s ({split})")
 
 
 def train(cfg: TrainConfig, resume: str | Path | None = None) -> dict:
@@ -337,6 +371,16 @@ def train(cfg: TrainConfig, resume: str | Path | None = None) -> dict:
     metrics = final_evaluation(run, time.time() - start)
     run.accelerator.end_training()
     return metrics
+
+
+def time_split(history: list[dict]) -> dict[str, float]:
+    """Seconds per phase (data, forward, backward, optimizer, other, validation, checkpoint) over the epochs of
+    ``history``."""
+    total: dict[str, float] = {}
+    for record in history:
+        for phase, seconds in record.get("time_s", {}).items():
+            total[phase] = total.get(phase, 0.0) + seconds
+    return {k: round(v, 1) for k, v in total.items()}
 
 
 def _with_epoch(info: CheckpointInfo, epoch: int, val_top1: float | None) -> CheckpointInfo:
@@ -369,8 +413,8 @@ def final_evaluation(run: Run, train_time: float) -> dict:
         val_scores, val_labels, _ = results["val"]
         extra = {"split": "test", "selected_on": "val", "best_epoch": state.best_epoch,
                  "val_top1": float((val_scores.argmax(1) == val_labels).mean()), "epochs": cfg.optim.epochs,
-                 "train_time_s": round(train_time, 1), "dataset": str(data.root), "stream": cfg.data.stream,
-                 "model": cfg.model.name}
+                 "train_time_s": round(train_time, 1), "train_time_split_s": time_split(state.history),
+                 "dataset": str(data.root), "stream": cfg.data.stream, "model": cfg.model.name}
         if cfg.brl.enabled:
             extra["brl"] = {"mixup": cfg.brl.mixup.enabled, "drw": cfg.brl.drw.enabled,
                             "action_aware": cfg.brl.action_aware.enabled}
