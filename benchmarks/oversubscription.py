@@ -4,21 +4,24 @@ Each measurement is a fresh Python process (OpenMP reads its wait policy once, a
 training steps of the main job's shape (batch 16, 32 frames, 25 joints, 2 persons, 16 classes, bf16 autocast as
 ``configs/synthetic/ctrgcn_joint.yaml``). Policies:
 
-- ``all cores, spinning``: torch's default, one thread per core, OpenMP's default (spinning) wait;
-- ``all cores, passive``: the same with ``OMP_WAIT_POLICY=PASSIVE``;
+- ``all cores, spinning``: torch's default, one thread per core, GNU OpenMP's default wait (a thread that waits
+  spins for a while, ``GOMP_SPINCOUNT`` = 300,000 iterations, then sleeps);
+- ``all cores, passive``: the same with ``OMP_WAIT_POLICY=PASSIVE`` (waiting threads sleep at once);
+- ``all cores, spin N``: the same with ``GOMP_SPINCOUNT=N`` (a shorter spin before sleeping);
 - ``1 thread``;
 - ``free cores, passive``: threads chosen from the cores that other processes leave free (:func:`free_cores`, from
   ``/proc/stat`` over 0.3 s), passive wait.
 
-mmcl's guard is the passive wait policy with one thread per core (:mod:`mmcl.cpu`, set by the ``mmcl`` command):
-the policy that measured best here.
+mmcl's guard is the passive wait policy with one thread per core (:mod:`mmcl.cpu`, set by the ``mmcl`` command).
 
 Each policy runs with the machine as it is ("quiet") and with one extra process spinning in a Python loop
-("1 competitor"); policies and conditions are interleaved over ``--rounds`` rounds, the median step is reported, and
-the slowdown is the ratio of the two conditions' medians. The 1-minute load average is recorded: the machine is
-shared, and "quiet" means "without the extra competitor", not idle.
+("1 competitor"); policies and conditions are interleaved over ``--rounds`` rounds. A round's slowdown is its
+competitor step over its quiet step (median over the steps); the table gives the median over rounds, and each
+policy's steps against the default's in the same round and condition. The 1-minute load average is recorded: the
+machine is shared, and "quiet" means "without the added competitor", not idle.
 
-Usage: ``python benchmarks/oversubscription.py [--rounds 2] [--steps 4] [--out benchmarks/results/oversubscription.json]``
+Usage: ``python benchmarks/oversubscription.py [--rounds 3] [--steps 3] [--policies NAME ...]
+[--out benchmarks/results/oversubscription.json]``
 """
 
 from __future__ import annotations
@@ -34,12 +37,15 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-POLICIES = {  # name -> (threads: 0 = mmcl's free-core choice, -1 = all cores; passive wait)
-    "all cores, spinning": (-1, False),
-    "all cores, passive": (-1, True),
-    "1 thread": (1, False),
-    "free cores, passive": (0, True),
+POLICIES = {  # name -> (threads: 0 = the free cores, -1 = all cores; OpenMP environment)
+    "all cores, spinning": (-1, {}),
+    "all cores, passive": (-1, {"OMP_WAIT_POLICY": "PASSIVE"}),
+    "all cores, spin 10000": (-1, {"GOMP_SPINCOUNT": "10000"}),
+    "all cores, spin 1000": (-1, {"GOMP_SPINCOUNT": "1000"}),
+    "1 thread": (1, {}),
+    "free cores, passive": (0, {"OMP_WAIT_POLICY": "PASSIVE"}),
 }
+DEFAULT = "all cores, spinning"
 CONDITIONS = ("quiet", "1 competitor")
 
 
@@ -90,12 +96,10 @@ def child(threads: int, steps: int, warmup: int) -> dict:
 
 
 def measure(policy: str, steps: int, warmup: int) -> dict:
-    threads, passive = POLICIES[policy]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-    env.pop("OMP_WAIT_POLICY", None)
-    env.pop("OMP_NUM_THREADS", None)
-    if passive:
-        env["OMP_WAIT_POLICY"] = "PASSIVE"
+    threads, omp_env = POLICIES[policy]
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS", "GOMP_SPINCOUNT")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    env.update(omp_env)
     out = subprocess.run([sys.executable, __file__, "--child", str(threads), "--steps", str(steps),
                           "--warmup", str(warmup)], env=env, capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -103,10 +107,14 @@ def measure(policy: str, steps: int, warmup: int) -> dict:
 
 def run(args: argparse.Namespace) -> dict:
     load_start = os.getloadavg()
-    samples: dict[str, dict[str, list]] = {p: {c: [] for c in CONDITIONS} for p in POLICIES}
-    threads: dict[str, dict[str, list]] = {p: {c: [] for c in CONDITIONS} for p in POLICIES}
-    order = [(p, c) for c in CONDITIONS for p in POLICIES]
+    policies = [DEFAULT] + [p for p in args.policies if p != DEFAULT]
+    # samples[policy][condition][round]: that measurement's step times
+    samples = {p: {c: [] for c in CONDITIONS} for p in policies}
+    threads = {p: {c: [] for c in CONDITIONS} for p in policies}
+    loads = []
+    order = [(p, c) for c in CONDITIONS for p in policies]
     for r in range(args.rounds):
+        loads.append(os.getloadavg()[0])
         for policy, condition in (order if r % 2 == 0 else order[::-1]):
             competitor = None
             if condition != "quiet":
@@ -118,47 +126,53 @@ def run(args: argparse.Namespace) -> dict:
                 if competitor is not None:
                     competitor.kill()
                     competitor.wait()
-            samples[policy][condition] += res["step_s"]
+            samples[policy][condition].append(res["step_s"])
             threads[policy][condition].append(res["threads"])
             print(f"round {r + 1}: {policy:22s} {condition:13s} threads {res['threads']}  "
                   f"step {statistics.median(res['step_s']):.3f} s", flush=True)
+    step = {p: {c: [statistics.median(x) for x in samples[p][c]] for c in CONDITIONS} for p in policies}
     results = {}
-    for policy in POLICIES:
-        med = {c: statistics.median(samples[policy][c]) for c in CONDITIONS}
-        results[policy] = {"step_s": med, "step_s_all": samples[policy], "threads": threads[policy],
-                           "slowdown": med["1 competitor"] / med["quiet"]}
-    base = results["all cores, spinning"]["step_s"]["quiet"]
-    for policy in POLICIES:
-        results[policy]["vs_default_quiet"] = {c: results[policy]["step_s"][c] / base for c in CONDITIONS}
+    for policy in policies:
+        s = step[policy]
+        results[policy] = {
+            "step_s": {c: statistics.median(s[c]) for c in CONDITIONS}, "step_s_by_round": s,
+            "step_s_all": samples[policy], "threads": threads[policy],
+            "slowdown": statistics.median(b / a for a, b in zip(s["quiet"], s["1 competitor"])),
+            "vs_default": {c: statistics.median(x / d for x, d in zip(s[c], step[DEFAULT][c])) for c in CONDITIONS},
+        }
     return {
         "config": {"rounds": args.rounds, "steps": args.steps, "warmup": args.warmup, "batch": 16, "frames": 32,
                    "precision": "bf16 autocast"},
         "machine": {"cpu": _cpu_name(), "cores": os.cpu_count(), "python": platform.python_version(),
-                    "load_average_start": load_start, "load_average_end": os.getloadavg()},
+                    "load_average_start": load_start, "load_average_end": os.getloadavg(),
+                    "load_average_by_round": loads},
         "results": results,
     }
 
 
 def markdown(report: dict) -> str:
     m = report["machine"]
+    loads = ", ".join(f"{x:.1f}" for x in m["load_average_by_round"])
     lines = [
         "# Training step on a shared CPU: one competing busy process",
         "",
         f"{m['cpu']}, {m['cores']} cores; CTR-GCN training step of the main job's shape (batch 16, T=32, bf16 "
-        f"autocast); median of {report['config']['rounds']} interleaved rounds x {report['config']['steps']} steps, "
-        "each policy in a fresh process. 1-minute load average "
-        f"{m['load_average_start'][0]:.1f} at the start, {m['load_average_end'][0]:.1f} at the end (shared machine: "
-        "'quiet' means without the added competitor, not idle).",
+        f"autocast), each policy in a fresh process; {report['config']['rounds']} interleaved rounds x "
+        f"{report['config']['steps']} steps. 1-minute load average at the start of each round: {loads} (a shared "
+        "machine: 'quiet' means without the added competitor, not idle). Slowdown: competitor / quiet step of the "
+        "same round, median over rounds; time vs default: the step over the default policy's in the same round and "
+        "condition (below 1: faster).",
         "",
-        "| policy | threads (quiet / competitor) | step, quiet (s) | step, 1 competitor (s) | slowdown | "
-        "vs default, quiet |",
-        "|---|---|---:|---:|---:|---:|",
+        "| policy | threads (quiet / competitor) | step, quiet (s) | step, 1 competitor (s) | **slowdown** | "
+        "time vs default, quiet | time vs default, competitor |",
+        "|---|---|---:|---:|---:|---:|---:|",
     ]
     for policy, r in report["results"].items():
         t = "/".join(f"{min(r['threads'][c])}-{max(r['threads'][c])}" if min(r['threads'][c]) != max(
             r['threads'][c]) else str(r['threads'][c][0]) for c in CONDITIONS)
         lines.append(f"| {policy} | {t} | {r['step_s']['quiet']:.3f} | {r['step_s']['1 competitor']:.3f} | "
-                     f"**x{r['slowdown']:.2f}** | x{r['vs_default_quiet']['quiet']:.2f} |")
+                     f"**x{r['slowdown']:.2f}** | x{r['vs_default']['quiet']:.2f} | "
+                     f"x{r['vs_default']['1 competitor']:.2f} |")
     lines.append("")
     return "\n".join(lines)
 
@@ -172,8 +186,10 @@ def _cpu_name() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--steps", type=int, default=4, help="timed steps per measurement")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=3, help="timed steps per measurement")
+    parser.add_argument("--policies", nargs="+", default=list(POLICIES), choices=list(POLICIES),
+                        help="policies to measure (the default one is always measured)")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "oversubscription.json")
