@@ -18,16 +18,18 @@ IMPORTED_EXTRAS = ("deploy",)  # optional extras mmcl imports where their featur
 
 
 def imported_modules(*folders: str) -> set[str]:
-    """Top-level modules imported anywhere in ``folders`` (absolute imports only)."""
-    found = set()
+    """Top-level modules imported anywhere in ``folders`` (absolute imports only), less the folders' own modules (a
+    benchmark importing a sibling script)."""
+    found, own = set(), set()
     for folder in folders:
+        own |= {path.stem for path in (ROOT / folder).glob("*.py")}
         for path in (ROOT / folder).rglob("*.py"):
             for node in ast.walk(ast.parse(path.read_text(), str(path))):
                 if isinstance(node, ast.Import):
                     found |= {alias.name.split(".")[0] for alias in node.names}
                 elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                     found.add(node.module.split(".")[0])
-    return found - set(sys.stdlib_module_names) - {"mmcl", "teachers", "__future__"}
+    return found - own - set(sys.stdlib_module_names) - {"mmcl", "teachers", "__future__"}
 
 
 def distributions(modules: set[str], requirements: list[Requirement]) -> set[str]:
