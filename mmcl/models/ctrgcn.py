@@ -76,9 +76,14 @@ class _PointwiseConvs(torch.autograd.Function):
         with torch.autocast(x.device.type, enabled=False):
             x3 = x.reshape(n, c, t * v).to(dtype)
             w, b = weight.flatten(1).to(dtype), bias.to(dtype)
-            outs = tuple(x3.new_empty(n, size, t, v) for size in sizes)  # not views: callers may modify them
-            for out, wi, bi in zip(outs, w.split(sizes), b.split(sizes)):
-                torch.baddbmm(bi.view(1, -1, 1), wi.expand(n, -1, -1), x3, out=out.view(n, -1, t * v))
+            blocks = list(zip(w.split(sizes), b.split(sizes)))
+            if torch.jit.is_tracing():  # the TorchScript tracer (ONNX export) does not record out= products
+                outs = tuple(torch.baddbmm(bi.view(1, -1, 1), wi.expand(n, -1, -1), x3).view(n, -1, t, v)
+                             for wi, bi in blocks)
+            else:
+                outs = tuple(x3.new_empty(n, size, t, v) for size in sizes)  # not views: callers may modify them
+                for out, (wi, bi) in zip(outs, blocks):
+                    torch.baddbmm(bi.view(1, -1, 1), wi.expand(n, -1, -1), x3, out=out.view(n, -1, t * v))
         ctx.save_for_backward(x3, w)
         ctx.sizes, ctx.x_shape, ctx.dtypes = sizes, x.shape, (x.dtype, weight.dtype, bias.dtype)
         return outs
@@ -115,7 +120,8 @@ def pointwise_convs(x: Tensor, convs: Sequence[nn.Conv2d | tuple[Tensor, Tensor]
     pairs = [(c.weight, c.bias) if isinstance(c, nn.Conv2d) else c for c in convs]
     weight = torch.cat([w for w, _ in pairs])
     bias = torch.cat([b for _, b in pairs])
-    return _PointwiseConvs.apply(x, weight, bias, tuple(w.shape[0] for w, _ in pairs))
+    sizes = tuple(int(w.shape[0]) for w, _ in pairs)  # Python ints, also under the tracer (ONNX export)
+    return _PointwiseConvs.apply(x, weight, bias, sizes)
 
 
 def bn_affine(bn: nn.modules.batchnorm._BatchNorm) -> tuple[Tensor, Tensor]:
