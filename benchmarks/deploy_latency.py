@@ -11,10 +11,14 @@ For each deployable checkpoint given:
   threads for every runtime.
 
 The script runs as the ``mmcl`` command does: OpenMP's passive wait policy (:mod:`mmcl.cpu`) set before torch
-loads. Usage (the machine is shared: a timing benchmark takes both locks; the load average is recorded)::
+loads. On a shared machine, run it under the heavy-job lock and give ``--timing-lock`` the lock that keeps other
+jobs off the cores: every checkpoint's export and accuracy pass run first, then the timed calls of all of them
+while that lock is held (waiting at most ``--lock-wait`` seconds for it, else failing); the load average is
+recorded::
 
-    flock /tmp/mmcl-suite.lock flock /tmp/mmcl-heavy.lock python benchmarks/deploy_latency.py \\
-        --checkpoints runs/synthetic_ctrgcn_joint/best.safetensors --data cache/synthetic/prepared-seed0
+    flock /tmp/mmcl-heavy.lock python benchmarks/deploy_latency.py \\
+        --checkpoints runs/synthetic_ctrgcn_joint/best.safetensors --data cache/synthetic/prepared-seed0 \\
+        --timing-lock /tmp/mmcl-suite.lock
 
 Writes ``benchmarks/results/deploy_latency.{json,md,png}`` (README block: ``python benchmarks/readme_tables.py``).
 """
@@ -22,8 +26,11 @@ Writes ``benchmarks/results/deploy_latency.{json,md,png}`` (README block: ``pyth
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import os
 import platform
+import signal
 import statistics
 import sys
 import tempfile
@@ -123,7 +130,8 @@ def interleaved_times(fns: dict[str, Callable], x: np.ndarray, reps: int, warmup
     return times
 
 
-def bench_checkpoint(checkpoint: Path, data: PreparedData, threads: int, reps: int, reps64: int, work: Path) -> dict:
+def prepare_checkpoint(checkpoint: Path, data: PreparedData, threads: int, work: Path) -> dict:
+    """Export and quantise a checkpoint and score every runtime on the test split (untimed)."""
     model, info = load_checkpoint(checkpoint)
     export = export_onnx(checkpoint, work / f"{checkpoint.parent.name}.onnx")
     int8 = quantize_int8(export.path, work / f"{checkpoint.parent.name}.int8.onnx")
@@ -133,23 +141,60 @@ def bench_checkpoint(checkpoint: Path, data: PreparedData, threads: int, reps: i
     for name, run in tqdm(fns.items(), desc=f"{checkpoint.parent.name}: accuracy", leave=False):
         top1, top5 = accuracy(run, clips, labels)
         rows[name] = {"top1": top1, "top5": top5}
+    drop = rows[RUNTIMES[0]]["top1"] - rows[RUNTIMES[3]]["top1"]
+    rows[RUNTIMES[3]]["kept"] = drop <= INT8_TOLERANCE
+    rows[RUNTIMES[3]]["top1_drop_points"] = drop
+    entry = {"checkpoint": str(checkpoint), "model": info.model, "classes": info.num_classes,
+             "input": list(clips.shape[1:]), "test_samples": len(labels), "onnx_max_rel_diff": export.max_rel,
+             "onnx_time_axis": export.time_note, "onnx_bytes": export.path.stat().st_size,
+             "int8_bytes": int8.stat().st_size, "int8_ops": quantized_ops(int8), "runtimes": rows}
+    return {"entry": entry, "fns": fns, "clips": clips}
+
+
+def time_checkpoint(prepared: dict, reps: int, reps64: int) -> None:
+    """Batch-1 latency and batch-64 throughput of every runtime, into the prepared entry's rows."""
+    fns, clips, rows = prepared["fns"], prepared["clips"], prepared["entry"]["runtimes"]
     one = interleaved_times(fns, clips[:1], reps)
     batch = np.concatenate([clips] * (64 // len(clips) + 1))[:64]
-    many = interleaved_times(fns, batch, reps64)
+    many = interleaved_times(fns, batch, reps64, warmup=1)
     for name in fns:
         rows[name].update({
             "latency_ms_median": 1000 * statistics.median(one[name]),
             "latency_ms_p90": 1000 * float(np.percentile(one[name], 90)),
             "throughput_per_s": 64 / statistics.median(many[name]),
         })
-    drop = rows[RUNTIMES[0]]["top1"] - rows[RUNTIMES[3]]["top1"]
-    rows[RUNTIMES[3]]["kept"] = drop <= INT8_TOLERANCE
-    rows[RUNTIMES[3]]["top1_drop_points"] = drop
-    return {"checkpoint": str(checkpoint), "model": info.model, "classes": info.num_classes,
-            "input": list(clips.shape[1:]),
-            "test_samples": len(labels), "onnx_max_rel_diff": export.max_rel, "onnx_time_axis": export.time_note,
-            "onnx_bytes": export.path.stat().st_size, "int8_bytes": int8.stat().st_size, "int8_ops": quantized_ops(int8),
-            "runtimes": rows}
+
+
+@contextlib.contextmanager
+def held(lock: Path | None, wait: float, busy_ok: bool = False):
+    """Hold ``lock`` (flock) for the block, waiting in line at most ``wait`` seconds; yields whether it is held.
+    When it is not free in time: stop (nothing measured), or with ``busy_ok`` measure without it."""
+    if lock is None:
+        yield False
+        return
+
+    def give_up(signum, frame):
+        raise TimeoutError
+
+    with open(lock, "a") as f:
+        previous = signal.signal(signal.SIGALRM, give_up)
+        signal.alarm(max(1, round(wait)))
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            got = True
+        except TimeoutError:
+            if not busy_ok:
+                raise SystemExit(f"{lock} not free within {wait:.0f} s: nothing measured, run again later") from None
+            print(f"{lock} not free within {wait:.0f} s: timing without it (recorded in the results)", flush=True)
+            got = False
+        finally:
+            signal.alarm(0)
+            signal.signal(signal.SIGALRM, previous)
+        try:
+            yield got
+        finally:
+            if got:
+                fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def markdown(result: dict) -> str:
@@ -160,13 +205,14 @@ def markdown(result: dict) -> str:
         f"{m['cpu']}, {m['threads']} thread(s) for every runtime; torch {m['torch']}, onnxruntime "
         f"{m['onnxruntime']}. Batch-1 latency: median (90th percentile) of {result['reps']} calls; batch-64 "
         f"throughput: 64 / median of {result['reps_64']} calls; the runtimes' calls interleaved. Test top-1 / top-5 "
-        f"on the {result['dataset']} test split. **The machine is shared** (1-minute load average "
-        f"{m['load_start']:.1f} at the start, {m['load_end']:.1f} at the end on {os.cpu_count()} cores): absolute "
-        f"times are noisy, ratios within a model are measured side by side. int8 dynamic quantisation is kept only "
-        f"when its top-1 is within {INT8_TOLERANCE} points of PyTorch fp32's. Plot: `{result['png']}`.",
+        f"on the {result['dataset']} test split. **The machine is shared** ({os.cpu_count()} cores; the timed calls "
+        f"took {m['timing_seconds']:.0f} s, timing lock: {m['timing_lock']}; 1-minute load average "
+        f"{m['load_start']:.1f} at their start, {m['load_end']:.1f} at their end): absolute times are noisy, "
+        f"ratios within a model are measured side by side. int8 dynamic quantisation is kept only when its top-1 is "
+        f"within {INT8_TOLERANCE} points of PyTorch fp32's. Plot: `{result['png']}`.",
         "",
-        "| model | runtime | test top-1 (%) | top-5 (%) | batch-1 latency (ms) | batch-64 (clips/s) | speed-up vs eager "
-        "fp32 (batch 64) |",
+        "| model | runtime | test top-1 (%) | top-5 (%) | batch-1 latency (ms) | batch-64 (clips/s) "
+        "| speed-up vs eager fp32 (batch 64) |",
         "|---|---|---:|---:|---:|---:|---:|",
     ]
     for entry in result["models"]:
@@ -242,25 +288,39 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--reps", type=int, default=30, help="batch-1 calls per runtime")
     parser.add_argument("--reps-64", type=int, default=5, help="batch-64 calls per runtime")
+    parser.add_argument("--timing-lock", type=Path, default=None,
+                        help="lock file (flock) to hold while timing, e.g. the one that keeps other jobs off the CPU")
+    parser.add_argument("--lock-wait", type=float, default=60.0, help="seconds to wait for --timing-lock")
+    parser.add_argument("--busy-ok", action="store_true",
+                        help="time without --timing-lock when it is not free in time (recorded) instead of stopping")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "deploy_latency")
     args = parser.parse_args(argv)
     import onnxruntime
 
     torch.set_num_threads(args.threads)
     data = PreparedData(args.data)
-    load_start = os.getloadavg()[0]
-    models = []
     with tempfile.TemporaryDirectory() as work:
-        for k, checkpoint in enumerate(args.checkpoints):
-            entry = bench_checkpoint(checkpoint, data, args.threads, args.reps, args.reps_64, Path(work))
-            entry["name"] = args.names[k] if args.names else entry["model"]
-            models.append(entry)
-            print(f"{entry['name']}: " + ", ".join(f"{n} {r['top1']:.1f}% {r['latency_ms_median']:.1f} ms "
-                                                   f"{r['throughput_per_s']:.0f}/s" for n, r in entry["runtimes"].items()))
+        prepared = [prepare_checkpoint(checkpoint, data, args.threads, Path(work)) for checkpoint in args.checkpoints]
+        with held(args.timing_lock, args.lock_wait, args.busy_ok) as lock_held:
+            load_start, timing_start = os.getloadavg()[0], time.perf_counter()
+            for p in tqdm(prepared, desc="timing", leave=False):
+                time_checkpoint(p, args.reps, args.reps_64)
+            timing_seconds, load_end = time.perf_counter() - timing_start, os.getloadavg()[0]
+    models = []
+    for k, p in enumerate(prepared):
+        entry = p["entry"]
+        entry["name"] = args.names[k] if args.names else entry["model"]
+        models.append(entry)
+        print(f"{entry['name']}: " + ", ".join(f"{n} {r['top1']:.1f}% {r['latency_ms_median']:.1f} ms "
+                                               f"{r['throughput_per_s']:.0f}/s" for n, r in entry["runtimes"].items()))
     result = {"dataset": data.info.dataset, "data": str(args.data), "reps": args.reps, "reps_64": args.reps_64,
               "machine": {"cpu": cpu_name(), "threads": args.threads, "torch": torch.__version__,
-                          "onnxruntime": onnxruntime.__version__, "load_start": load_start,
-                          "load_end": os.getloadavg()[0], "date": time.strftime("%Y-%m-%d")},
+                          "onnxruntime": onnxruntime.__version__, "load_start": load_start, "load_end": load_end,
+                          "timing_seconds": timing_seconds,
+                          "timing_lock": (f"{args.timing_lock} held" if lock_held else
+                                          f"{args.timing_lock} NOT held (busy for {args.lock_wait:.0f} s)"
+                                          if args.timing_lock else "none"),
+                          "date": time.strftime("%Y-%m-%d")},
               "command": "python benchmarks/deploy_latency.py " + " ".join(sys.argv[1:] if argv is None else argv),
               "png": str(args.out.with_suffix(".png").relative_to(ROOT)) if args.out.is_relative_to(ROOT)
               else str(args.out.with_suffix(".png")),
