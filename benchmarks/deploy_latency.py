@@ -203,8 +203,9 @@ def markdown(result: dict) -> str:
         "# Deployed models on CPU: latency, throughput and accuracy per runtime",
         "",
         f"{m['cpu']}, {m['threads']} thread(s) for every runtime; torch {m['torch']}, onnxruntime "
-        f"{m['onnxruntime']}. Batch-1 latency: median (90th percentile) of {result['reps']} calls; batch-64 "
-        f"throughput: 64 / median of {result['reps_64']} calls; the runtimes' calls interleaved. Test top-1 / top-5 "
+        f"{m['onnxruntime']}, mmcl at {m.get('code', 'an unrecorded commit')}. Batch-1 latency: median (90th "
+        f"percentile) of {result['reps']} calls; batch-64 throughput: 64 / median of {result['reps_64']} calls; "
+        f"the runtimes' calls interleaved. Test top-1 / top-5 "
         f"on the {result['dataset']} test split. **The machine is shared** ({os.cpu_count()} cores; the timed calls "
         f"took {m['timing_seconds']:.0f} s, timing lock: {m['timing_lock']}; 1-minute load average "
         f"{m['load_start']:.1f} at their start, {m['load_end']:.1f} at their end): absolute times are noisy, "
@@ -270,6 +271,17 @@ def plot(result: dict, path: Path) -> Path:
     return path
 
 
+def code_version() -> str:
+    """The commit the measured code is at (``+changes`` when the worktree differs from it)."""
+    import subprocess
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True).stdout.strip()
+
+    commit = git("rev-parse", "--short", "HEAD") or "unknown"
+    return commit + ("+changes" if git("status", "--porcelain", "--untracked-files=no") else "")
+
+
 def cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -320,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
                           "timing_lock": (f"{args.timing_lock} held" if lock_held else
                                           f"{args.timing_lock} NOT held (busy for {args.lock_wait:.0f} s)"
                                           if args.timing_lock else "none"),
-                          "date": time.strftime("%Y-%m-%d")},
+                          "date": time.strftime("%Y-%m-%d"), "code": code_version()},
               "command": "python benchmarks/deploy_latency.py " + " ".join(sys.argv[1:] if argv is None else argv),
               "png": str(args.out.with_suffix(".png").relative_to(ROOT)) if args.out.is_relative_to(ROOT)
               else str(args.out.with_suffix(".png")),
