@@ -114,6 +114,18 @@ def test_probe_encoder_linear_knn_semi_and_transfer(moco_encoder, small_prepared
     assert transfer["transfer"] is True and transfer["evaluated_on"] == str(other.resolve())
 
 
+def test_random_init_semi_is_training_from_scratch_on_the_same_labels(moco_encoder, tmp_path):
+    out = tmp_path / "scratch"
+    assert main(["probe-encoder", "--random-init", str(moco_encoder.parent / "config.yaml"), "--protocols", "semi",
+                 "--fractions", "0.5", "--seeds", "1", "--out", str(out), "optim.epochs=1", "data.repeat=1",
+                 "data.batch_size=8"]) == 0
+    results = json.loads((out / "metrics.json").read_text())
+    assert results["method"] is None and "from scratch, 50 % labels" in results["summary"]
+    config = load_config(Path(results["semi"]["0.5"]["1"]["run"]) / "config.yaml")
+    assert config.model.init == "" and config.model.name == "skeletonmae" and config.model.args["hidden_dim"] == 8
+    assert (config.data.label_fraction, config.data.label_seed) == (0.5, 1)
+
+
 def test_config_errors_name_the_key(small_prepared, tmp_path):
     with pytest.raises(ConfigError, match="method"):
         small_config(small_prepared, tmp_path, "simclr")

@@ -104,7 +104,7 @@ def finetune(cfg: PretrainConfig, data_root: Path, checkpoint: str | None, fract
                                               f"data.window={cfg.data.window}", f"data.label_fraction={fraction}",
                                               f"data.label_seed={seed}", f"seed={seed}", f"name={name}",
                                               f"output_dir={out}", f"model.name={cfg.model.name}",
-                                              f"model.init={checkpoint or ''}", *overrides])
+                                              f"model.init={checkpoint or repr('')}", *overrides])
     train_cfg = replace(train_cfg, model=replace(train_cfg.model, args=dict(cfg.model.args)))
     metrics = train(train_cfg)
     return {"test_top1": metrics["top1"], "val_top1": metrics["val_top1"], "best_epoch": metrics["best_epoch"],
