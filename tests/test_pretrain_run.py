@@ -45,6 +45,8 @@ def test_pretraining_resumes_bit_for_bit_after_a_kill(method, small_prepared, tm
         assert (run_dir / f).is_file(), f
     assert straight["method"] == method and straight["seconds_per_epoch"] > 0
     history = json.loads((run_dir / "history.json").read_text())["history"]
+    assert straight["cpu_seconds_per_epoch"] == pytest.approx(np.mean([h["epoch_cpu_s"] for h in history]))
+    assert all(h["epoch_cpu_s"] > 0 for h in history)
     assert [h["epoch"] for h in history] == [1, 2] and all(h["knn_val_top1"] is not None for h in history)
     if method == "halp":  # epoch 1 is MoCo, epoch 2 adds the hallucinated positives
         assert "halp" not in history[0]["losses"] and "halp" in history[1]["losses"]

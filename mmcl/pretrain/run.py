@@ -12,9 +12,10 @@ A run directory (``<output_dir>/<name>``) is laid out like a training run's:
 - ``state/``: everything ``--resume`` needs (encoder, key encoder, queue, prototypes, decoder, optimizer, RNG states,
   epoch, history);
 - ``tensorboard/``: losses and learning rate per step; the kNN monitor per evaluated epoch;
-- ``history.json`` and ``curves.png``: per epoch, the losses, the wall time and the kNN monitor (top-1 of the
-  validation split against the training split, k = ``knn_k``: labels are read for this monitor only);
-- ``metrics.json``: method, epochs, mean seconds per epoch, the last kNN monitor.
+- ``history.json`` and ``curves.png``: per epoch, the losses, the wall time, the process's CPU time (the cost that
+  does not depend on what else runs on a shared machine) and the kNN monitor (top-1 of the validation split against
+  the training split, k = ``knn_k``: labels are read for this monitor only);
+- ``metrics.json``: method, epochs, mean wall and CPU seconds per epoch, the last kNN monitor.
 
 Evaluating the encoder (linear, kNN, semi-supervised, fine-tuning, transfer) is ``mmcl probe-encoder``'s job.
 """
@@ -174,7 +175,7 @@ def pretrain(cfg: PretrainConfig, resume: str | Path | None = None) -> dict:
                           num_person=num_person, stream=cfg.data.stream, window=cfg.data.window,
                           config_yaml=to_yaml(cfg), extra={})
     for epoch in range(state.epoch + 1, cfg.optim.epochs):
-        start = time.time()
+        start, start_cpu = time.time(), time.process_time()
         lr = learning_rate(cfg.optim, epoch)
         for group in optimizer.param_groups:
             group["lr"] = lr
@@ -211,7 +212,8 @@ def pretrain(cfg: PretrainConfig, resume: str | Path | None = None) -> dict:
                   "losses": {k: sums[k] / counts[k] for k in sums if k not in ("total", "kept_fraction")},
                   "halp_kept_fraction": sums["kept_fraction"] / counts["kept_fraction"] if "kept_fraction" in sums
                   else None,
-                  "epoch_time_s": round(time.time() - start, 2), "knn_val_top1": None}
+                  "epoch_time_s": round(time.time() - start, 2),
+                  "epoch_cpu_s": round(time.process_time() - start_cpu, 2), "knn_val_top1": None}
         if (cfg.eval_every and (epoch + 1) % cfg.eval_every == 0) or epoch + 1 == cfg.optim.epochs:
             record["knn_val_top1"] = knn_monitor(encoder, monitor_loaders, accelerator, cfg.knn_k)
             accelerator.log({"val/knn_top1": record["knn_val_top1"]}, step=state.global_step)
@@ -229,9 +231,11 @@ def pretrain(cfg: PretrainConfig, resume: str | Path | None = None) -> dict:
     metrics = {}
     if accelerator.is_main_process:
         times = [h["epoch_time_s"] for h in state.history]
+        cpu_times = [h["epoch_cpu_s"] for h in state.history if "epoch_cpu_s" in h]
         last = next((h["knn_val_top1"] for h in reversed(state.history) if h["knn_val_top1"] is not None), None)
         metrics = {"method": cfg.method, "model": cfg.model.name, "dataset": data.info.dataset,
                    "epochs": cfg.optim.epochs, "seconds_per_epoch": float(np.mean(times)) if times else None,
+                   "cpu_seconds_per_epoch": float(np.mean(cpu_times)) if cpu_times else None,
                    "knn_val_top1": last, "knn_k": cfg.knn_k, "encoder": str(run_dir / "encoder.safetensors")}
         write_json(run_dir / "metrics.json", metrics)
         write_json(run_dir / "history.json", {"history": state.history})
