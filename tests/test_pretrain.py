@@ -161,6 +161,36 @@ def test_moco_momentum_update_queue_and_loss():
     assert model.encoder_q.fc.weight.grad is None  # the classifier is not pre-trained
 
 
+def _two_process_halp_step(rank: int, init: str, out: str) -> None:
+    from datetime import timedelta
+
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=2, timeout=timedelta(seconds=60))
+    try:
+        torch.manual_seed(0)  # the same weights and queue in both processes
+        model = HaLP(tiny_encoder(), dim=6, queue_size=12, prototype_keys=12, num_prototypes=3, num_positives=2)
+        torch.manual_seed(1 + rank)  # each process its own batch
+        keys = model(torch.randn(2, 3, 6, 20, 1), torch.randn(2, 3, 6, 20, 1))["k"]
+        torch.save({"queue": model.queue, "ptr": model.queue_ptr, "seen": model.keys_seen, "keys": keys},
+                   f"{out}/rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_the_queue_gathers_the_keys_of_every_process(tmp_path):
+    """Under several processes (accelerate launch) every process enqueues every process's keys, in rank order, and
+    HaLP counts them all toward its warm-up."""
+    import torch.multiprocessing as mp
+
+    mp.spawn(_two_process_halp_step, args=(f"file://{tmp_path}/rendezvous", str(tmp_path)), nprocs=2)
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
+    torch.testing.assert_close(r0["queue"], r1["queue"])
+    torch.testing.assert_close(r0["queue"][:, :4], torch.cat([r0["keys"], r1["keys"]]).t())
+    assert int(r0["ptr"]) == int(r1["ptr"]) == 4 and int(r0["seen"]) == int(r1["seen"]) == 4
+
+
 # --- SkeletonMAE ----------------------------------------------------------------------------------------------------
 def test_region_mask_is_region_aware_reproducible_and_never_hides_everything():
     regions = body_regions("ntu25")
