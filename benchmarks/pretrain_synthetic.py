@@ -1,16 +1,16 @@
-"""Self-supervised pre-training on the synthetic set: what MoCo, HaLP and SkeletonMAE bring to an encoder.
+"""Self-supervised pre-training on the synthetic set: what MoCo, HaLP and SkeletonMAE bring to their encoders.
 
-For each seed: pre-train the encoder of ``configs/pretrain/<method>/synthetic.yaml`` (the SkeletonMAE GIN/STRL
-network; ``model.name=ctrgcn`` etc. as an override) with each method, then probe every encoder and a randomly
-initialised one of the same seed and configuration (``mmcl probe-encoder``): linear evaluation, kNN (k = 1), and
-fine-tuning on a class-stratified 10 % of the training labels (the same 10 % per seed for every encoder; for the
-random initialisation this is supervised training from scratch on those labels). Each run is its own process
-(``nice -n 10``; with ``--lock`` the runs of a seed hold that lock file together) and is skipped when its results
-exist, so the command resumes after a kill. Positional ``key=value`` overrides go to every pre-training run (and so to the
-encoder every probe builds); ``--finetune key=value`` to the fine-tuning runs::
+For each seed: pre-train with each method's ``configs/pretrain/<method>/synthetic.yaml`` (MoCo and HaLP: the
+release's BiGRU encoder; SkeletonMAE: its GIN network), then probe every pre-trained encoder and the random
+initialisation of each encoder with the same seed and configuration (``mmcl probe-encoder``): linear evaluation,
+kNN (k = 1), and fine-tuning on a class-stratified 10 % of the training labels (the same 10 % per seed for every
+row; for a random initialisation this is supervised training from scratch on those labels). Each run is its own
+process (``nice -n 10``; with ``--lock`` the runs of a seed hold that lock file together) and is skipped when its
+results exist, so the command resumes after a kill. Positional ``key=value`` overrides go to every pre-training run
+(and so to the encoder every probe builds); ``--finetune key=value`` to the fine-tuning runs::
 
     python benchmarks/pretrain_synthetic.py --runs runs/pretrain-synthetic --lock /tmp/mmcl-heavy.lock
-    python benchmarks/pretrain_synthetic.py --runs runs/pretrain-synthetic optim.epochs=10 --finetune optim.epochs=6
+    python benchmarks/pretrain_synthetic.py --runs runs/pretrain-synthetic optim.epochs=10 --finetune optim.epochs=8
     python benchmarks/pretrain_synthetic.py --runs runs/pretrain-synthetic --report-only
 
 Writes ``benchmarks/results/pretrain_synthetic.{json,md,png}`` (README block: ``python benchmarks/readme_tables.py``).
@@ -32,7 +32,14 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 METHODS = ("moco", "halp", "mae")
-LABELS = {"random": "random init", "moco": "MoCo v2", "halp": "HaLP", "mae": "SkeletonMAE"}
+# table rows: name -> (label, pre-training method or None for a random init, the run whose configuration it uses)
+ROWS = {
+    "random-bigru": ("random init", None, "moco"),
+    "moco": ("MoCo v2", "moco", "moco"),
+    "halp": ("HaLP", "halp", "halp"),
+    "random-gin": ("random init", None, "mae"),
+    "mae": ("SkeletonMAE", "mae", "mae"),
+}
 FRACTION = 0.1
 
 
@@ -50,8 +57,8 @@ def probe_dir(runs: Path, method: str, seed: int) -> Path:
 
 def plan(runs: Path, seed: int, overrides: list[str], finetune: list[str]) -> list[tuple[str, list[str], Path]]:
     """The missing runs of one seed, in order, as (name, command, file that marks it done): the three pre-training
-    runs, then the probes of their encoders and of the random initialisation (that of the MoCo run's resolved
-    configuration: the same encoder, window and stream as every pre-trained one)."""
+    runs, then the probes of their encoders and of each encoder's random initialisation (that of a pre-training
+    run's resolved configuration: the same encoder, arguments, window and stream)."""
     tasks = []
     for method in METHODS:
         run_dir = pretrain_dir(runs, method, seed)
@@ -63,10 +70,10 @@ def plan(runs: Path, seed: int, overrides: list[str], finetune: list[str]) -> li
             cmd = _mmcl("pretrain", "--config", f"configs/pretrain/{method}/synthetic.yaml", f"seed={seed}",
                         f"name={run_dir.name}", f"output_dir={runs}", *overrides)
         tasks.append((run_dir.name, cmd, run_dir / "metrics.json"))
-    for method in ("random", *METHODS):
-        out = probe_dir(runs, method, seed)
-        if method == "random":
-            source = ["--random-init", str(pretrain_dir(runs, "moco", seed) / "config.yaml")]
+    for row, (_, method, config_of) in ROWS.items():
+        out = probe_dir(runs, row, seed)
+        if method is None:
+            source = ["--random-init", str(pretrain_dir(runs, config_of, seed) / "config.yaml")]
         else:
             source = ["--checkpoint", str(pretrain_dir(runs, method, seed) / "encoder.safetensors")]
         tasks.append((f"probe {out.name}", _mmcl("probe-encoder", *source, "--protocols", "linear", "knn", "semi",
@@ -112,42 +119,53 @@ def _stats(values: list[float]) -> dict:
 
 
 def collect(runs: Path, seeds: list[int]) -> dict:
-    """The figures of every finished run, per method."""
+    """The figures of every finished run, per table row."""
     rows = {}
-    for method in ("random", *METHODS):
-        probes = {s: json.loads((probe_dir(runs, method, s) / "metrics.json").read_text()) for s in seeds}
+    for name, (label, method, config_of) in ROWS.items():
+        probes = {s: json.loads((probe_dir(runs, name, s) / "metrics.json").read_text()) for s in seeds}
         row = {
+            "label": label, "method": method, "encoder": _encoder(runs, config_of, seeds[0]),
             "linear_top1": _stats([p["linear"][str(s)]["test_top1"] for s, p in probes.items()]),
             "knn_top1": _stats([p["knn"][str(s)]["k=1"]["test_top1"] for s, p in probes.items()]),
             "semi_top1": _stats([p["semi"][f"{FRACTION:g}"][str(s)]["test_top1"] for s, p in probes.items()]),
         }
-        if method != "random":
+        if method is not None:
             pre = [json.loads((pretrain_dir(runs, method, s) / "metrics.json").read_text()) for s in seeds]
             row["seconds_per_epoch"] = _stats([p["seconds_per_epoch"] for p in pre])
             row["cpu_seconds_per_epoch"] = _stats([p["cpu_seconds_per_epoch"] for p in pre])
             row["epochs"] = pre[0]["epochs"]
-        rows[method] = row
+        rows[name] = row
     timings = json.loads((runs / "timings.json").read_text()) if (runs / "timings.json").is_file() else {}
     run_seconds = sum(v for k, v in timings.items() if not k.startswith("seed ")) if timings else None
     return {"seeds": seeds, "label_fraction": FRACTION, "setup": setup(runs, seeds[0]), "rows": rows,
             "run_seconds_total": run_seconds}
 
 
-def setup(runs: Path, seed: int) -> dict:
-    """The sizes every row shares, read from the runs' resolved configurations."""
+def _config(runs: Path, method: str, seed: int):
     from mmcl.config import load_config
     from mmcl.pretrain.config import PretrainConfig
 
-    cfg = {m: load_config(pretrain_dir(runs, m, seed) / "config.yaml", schema=PretrainConfig) for m in METHODS}
-    moco, halp = cfg["moco"], cfg["halp"]
-    finetune = json.loads((probe_dir(runs, "random", seed) / "metrics.json").read_text())["semi"][f"{FRACTION:g}"]
+    return load_config(pretrain_dir(runs, method, seed) / "config.yaml", schema=PretrainConfig)
+
+
+def _encoder(runs: Path, method: str, seed: int) -> str:
+    cfg = _config(runs, method, seed)
+    return f"{cfg.model.name} ({', '.join(f'{k}={v}' for k, v in cfg.model.args.items())})"
+
+
+def setup(runs: Path, seed: int) -> dict:
+    """The sizes of the runs, read from their resolved configurations."""
+    from mmcl.config import load_config
+
+    cfg = {m: _config(runs, m, seed) for m in METHODS}
+    finetune = json.loads((probe_dir(runs, "moco", seed) / "metrics.json").read_text())["semi"][f"{FRACTION:g}"]
     finetune_cfg = load_config(Path(finetune[str(seed)]["run"]) / "config.yaml")
-    return {"model": moco.model.name, "model_args": dict(moco.model.args), "window": moco.data.window,
-            "stream": moco.data.stream, "batch_size": moco.data.batch_size, "epochs": moco.optim.epochs,
-            "lr": moco.optim.lr, "queue_size": moco.moco.queue_size, "key_momentum": moco.moco.momentum,
-            "halp_start_epoch": halp.halp.start_epoch, "mae_ratio": cfg["mae"].mae.ratio,
+    return {"pretraining": {m: {"window": c.data.window, "stream": c.data.stream, "batch_size": c.data.batch_size,
+                                "epochs": c.optim.epochs, "lr": c.optim.lr} for m, c in cfg.items()},
+            "queue_size": cfg["moco"].moco.queue_size, "key_momentum": cfg["moco"].moco.momentum,
+            "halp_start_epoch": cfg["halp"].halp.start_epoch, "mae_ratio": cfg["mae"].mae.ratio,
             "finetune_epochs": finetune_cfg.optim.epochs, "finetune_repeat": finetune_cfg.data.repeat,
-            "finetune_batch_size": finetune_cfg.data.batch_size}
+            "finetune_batch_size": finetune_cfg.data.batch_size, "finetune_lr": finetune_cfg.optim.lr}
 
 
 def _fmt(stat: dict, scale: float = 100.0, digits: int = 1) -> str:
@@ -157,32 +175,40 @@ def _fmt(stat: dict, scale: float = 100.0, digits: int = 1) -> str:
 
 def markdown(results: dict) -> str:
     rows, s = results["rows"], results["setup"]
-    scratch = rows["random"]["semi_top1"]["mean"]
-    args = ", ".join(f"{k}={v}" for k, v in s["model_args"].items())
+    pre = s["pretraining"]
     fraction = f"{100 * results['label_fraction']:.0f} %"
     lines = [
-        f"# Self-supervised pre-training on the synthetic set ({s['model']} encoder)",
+        "# Self-supervised pre-training on the synthetic set",
         "",
-        f"Test top-1 (%), mean ± sample standard deviation over seeds {', '.join(map(str, results['seeds']))}. "
-        f"Encoder `{s['model']}` ({args}), {s['stream']} stream, {s['window']}-frame clips; pre-training "
-        f"{s['epochs']} epochs of batch {s['batch_size']} (lr {s['lr']:g} cosine, MoCo queue {s['queue_size']}, key "
-        f"momentum {s['key_momentum']:g}; HaLP from epoch {s['halp_start_epoch'] + 1}; SkeletonMAE masking "
-        f"{100 * s['mae_ratio']:.0f} % of the joints). Linear evaluation and kNN on the frozen encoder; fine-tuning on "
-        f"a class-stratified {fraction} of the training labels ({s['finetune_epochs']} epochs over them repeated "
-        f"{s['finetune_repeat']}x, batch {s['finetune_batch_size']}; the same labels per seed for every row; random "
-        "init: supervised training from scratch on them). Cost: wall and CPU seconds per pre-training epoch on this "
-        "2-core CPU shared with other jobs (wall time is noisy; CPU time is the process's own).",
+        f"Test top-1 (%), mean ± sample standard deviation over seeds {', '.join(map(str, results['seeds']))}; "
+        f"{pre['moco']['stream']} stream, {pre['moco']['window']}-frame clips. Pre-training "
+        f"{pre['moco']['epochs']} epochs of batch {pre['moco']['batch_size']} (MoCo / HaLP: lr {pre['moco']['lr']:g} "
+        f"cosine, queue {s['queue_size']}, key momentum {s['key_momentum']:g}, HaLP from epoch "
+        f"{s['halp_start_epoch'] + 1}; SkeletonMAE: lr {pre['mae']['lr']:g} cosine, {100 * s['mae_ratio']:.0f} % of "
+        "the joints masked), the configs of `configs/pretrain/<method>/synthetic.yaml`. Linear evaluation and kNN on "
+        f"the frozen encoder; fine-tuning on a class-stratified {fraction} of the training labels "
+        f"({s['finetune_epochs']} epochs over them repeated {s['finetune_repeat']}x, batch "
+        f"{s['finetune_batch_size']}, lr {s['finetune_lr']:g}; the same labels per seed for every row; random init: "
+        "supervised training from scratch on them); \"vs scratch\": against the random init of the same encoder. "
+        "Cost: wall and CPU seconds per pre-training epoch on this 2-core CPU shared with other jobs (wall time is "
+        "noisy; CPU time is the process's own).",
         "",
-        f"| encoder | linear eval | kNN (k=1) | {fraction}-label fine-tuning | vs scratch | wall s / epoch | "
-        "CPU s / epoch |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        f"| encoder | initialisation | linear eval | kNN (k=1) | {fraction}-label fine-tuning | vs scratch | "
+        "wall s / epoch | CPU s / epoch |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for method, row in rows.items():
-        delta = "" if method == "random" else f"{100 * (row['semi_top1']['mean'] - scratch):+.1f}"
-        cost = ("", "") if method == "random" else (_fmt(row["seconds_per_epoch"], 1.0, 1),
-                                                    _fmt(row["cpu_seconds_per_epoch"], 1.0, 1))
-        lines.append(f"| {LABELS[method]} | {_fmt(row['linear_top1'])} | {_fmt(row['knn_top1'])} | "
-                     f"{_fmt(row['semi_top1'])} | {delta} | {cost[0]} | {cost[1]} |")
+    scratch = {}
+    for row in rows.values():
+        if row["method"] is None:
+            scratch[row["encoder"]] = row["semi_top1"]["mean"]
+    for row in rows.values():
+        if row["method"] is None:
+            delta, cost = "", ("", "")
+        else:
+            delta = f"{100 * (row['semi_top1']['mean'] - scratch[row['encoder']]):+.1f}"
+            cost = (_fmt(row["seconds_per_epoch"], 1.0, 2), _fmt(row["cpu_seconds_per_epoch"], 1.0, 2))
+        lines.append(f"| {row['encoder']} | {row['label']} | {_fmt(row['linear_top1'])} | {_fmt(row['knn_top1'])} "
+                     f"| {_fmt(row['semi_top1'])} | {delta} | {cost[0]} | {cost[1]} |")
     return "\n".join(lines) + "\n"
 
 
@@ -194,16 +220,17 @@ def plot(results: dict, path: Path) -> None:
 
     rows = results["rows"]
     metrics = [("linear_top1", "linear eval"), ("knn_top1", "kNN k=1"), ("semi_top1", "10 % labels, fine-tuned")]
-    fig, ax = plt.subplots(figsize=(8, 3.8))
+    fig, ax = plt.subplots(figsize=(9, 4))
     width = 0.8 / len(rows)
-    for i, (method, row) in enumerate(rows.items()):
+    for i, row in enumerate(rows.values()):
         means = [100 * row[m]["mean"] for m, _ in metrics]
         stds = [100 * (row[m]["std"] or 0) for m, _ in metrics]
-        ax.bar(np.arange(len(metrics)) + i * width, means, width, yerr=stds, capsize=3, label=LABELS[method])
+        label = f"{row['label']}, {row['encoder'].split(' ')[0]}"
+        ax.bar(np.arange(len(metrics)) + i * width, means, width, yerr=stds, capsize=3, label=label)
     ax.set_xticks(np.arange(len(metrics)) + width * (len(rows) - 1) / 2, [label for _, label in metrics])
     ax.set_ylabel("test top-1 (%)")
     ax.set_ylim(0, 100)
-    ax.legend(fontsize=8, ncol=4, loc="upper center", bbox_to_anchor=(0.5, 1.15))
+    ax.legend(fontsize=8, ncol=3, loc="upper center", bbox_to_anchor=(0.5, 1.2))
     fig.tight_layout()
     from mmcl.io import atomic_path
 
