@@ -28,6 +28,7 @@ with ``--compile`` ``torch.compile`` (bf16).
 OpenMP threads wait passively (``OMP_WAIT_POLICY=PASSIVE``, as the ``mmcl`` command sets it): the machine is shared.
 
 Usage: ``python benchmarks/ctrgcn_speed.py [--threads 1 2] [--reps 3] [--options] [--out benchmarks/results/ctrgcn_speed.json]``
+(the Markdown tables and a PNG of the speed-ups against the targets are written beside the JSON).
 """
 
 from __future__ import annotations
@@ -57,6 +58,9 @@ from tqdm import tqdm  # noqa: E402
 from mmcl.data.layouts import get_layout  # noqa: E402
 from mmcl.io import atomic_write_text  # noqa: E402
 from mmcl.models import create_model  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from plotting import grouped_bars  # noqa: E402
 
 # ---------------------------------------------------------------------------------------------------------------
 # Straightforward port of the reference model (the baseline).
@@ -622,6 +626,21 @@ def markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
+def plot(report: dict, path: Path) -> Path:
+    """Speed-ups against the reference in fp32 per thread count, training step and inference, with the targets."""
+    groups, series = [], {name: [] for name in ("mmcl fp32", "mmcl bf16", "reference bf16")}
+    targets: dict[str, list[float | None]] = {name: [] for name in series}
+    for sec in report["by_threads"]:
+        for kind, label in (("train", "train step"), ("infer", "inference")):
+            groups.append(f"{label}, {sec['threads']} thr.")
+            for name in series:
+                series[name].append(sec["rows"][name][f"{kind}_speedup_vs_reference_fp32"])
+                targets[name].append(TARGETS.get((name, kind)))
+    return grouped_bars(path, groups, series, "x reference fp32 (higher is faster)",
+                        f"CTR-GCN on {report['machine']['cpu']}: speed-up over the reference port in fp32",
+                        targets, (1.0, "reference fp32"))
+
+
 def main(argv: list[str] | None = None) -> int:
     default_out = Path(__file__).resolve().parent / "results" / "ctrgcn_speed.json"
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -653,8 +672,9 @@ def main(argv: list[str] | None = None) -> int:
     atomic_write_text(args.out, json.dumps(report, indent=2) + "\n")
     md = markdown(report)
     atomic_write_text(args.out.with_suffix(".md"), md)
+    plot(report, args.out.with_suffix(".png"))
     print(md)
-    print(f"wrote {args.out} and {args.out.with_suffix('.md')}")
+    print(f"wrote {args.out} and its .md and .png")
     return 0
 
 

@@ -11,7 +11,8 @@ workers, once per epoch) is reported on its own, with the share it has over a wh
   built once; ``--ntu-samples``), NTU settings (64-frame window, p ~ U[0.5, 1], rotation, 120 classes), batch 64,
   2 worker processes, ``--ntu-steps`` steps.
 
-Usage: ``python benchmarks/loader_wait.py [--ntu-samples 20000] [--ntu-steps 8] [--threads 2]``
+Usage: ``python benchmarks/loader_wait.py [--ntu-samples 20000] [--ntu-steps 8] [--threads 2]`` (JSON, Markdown and
+PNG into ``benchmarks/results/``)
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from plotting import grouped_bars  # noqa: E402
 from prepared_memory import build  # noqa: E402
 
 from mmcl.data.dataset import SkeletonDataset  # noqa: E402
@@ -135,6 +137,11 @@ def main(argv: list[str] | None = None) -> int:
     atomic_write_text(args.out, json.dumps(report, indent=2) + "\n")
     md = markdown(report)
     atomic_write_text(args.out.with_suffix(".md"), md)
+    cases = list(report["cases"].values())
+    grouped_bars(args.out.with_suffix(".png"), list(report["cases"]),
+                 {"after the first batch": [100 * r["wait_share"] for r in cases],
+                  "over an epoch (first batch included)": [100 * r["epoch_wait_share"] for r in cases]},
+                 "% of the step waiting for the batch", "Loader wait: share of a training step", line=(5.0, "target"))
     print(md)
     return 0
 

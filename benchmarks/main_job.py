@@ -8,7 +8,7 @@ loop's own split (waiting for data, forward, backward, optimizer, bookkeeping, v
 run's ``metrics.json``; start-up, set-up and the final evaluation are the rest of the second process's wall time.
 
 Usage: ``python benchmarks/main_job.py [--seeds 1 2] [--out benchmarks/results/main_job.json] [dotted.key=value ...]``
-(overrides go to both processes; the default is the main job's own config).
+(overrides go to both processes; the default is the main job's own config). JSON, Markdown and a PNG of the split.
 """
 
 from __future__ import annotations
@@ -84,6 +84,17 @@ def markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
+def plot(report: dict, path: Path) -> Path:
+    """Seconds per part of the job, one bar per seed."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from plotting import grouped_bars
+
+    groups = ["data step", *PHASES, "rest"]
+    series = {f"seed {r['seed']}": [r["data_step_s"], *(r["train_time_split_s"].get(k, 0.0) for k in PHASES),
+                                    r["outside_loop_s"]] for r in report["runs"]}
+    return grouped_bars(path, groups, series, "seconds", "The main job from an empty cache: where the wall time goes")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
@@ -105,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     atomic_write_text(args.out, json.dumps(report, indent=2) + "\n")
     md = markdown(report)
     atomic_write_text(args.out.with_suffix(".md"), md)
+    plot(report, args.out.with_suffix(".png"))
     print(md)
     return 0
 

@@ -18,6 +18,7 @@ report.
 
 Usage: ``python benchmarks/teachers_speed.py [--samples 32] [--threads 1] [--workers 1]
 [--out benchmarks/results/teachers_speed.json]``
+(JSON, Markdown and a PNG of the per-sample times).
 """
 
 from __future__ import annotations
@@ -38,12 +39,15 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 from tqdm import tqdm
 
-from mmcl.data.prepared import PreparedData
-from mmcl.io import atomic_write_text
-from teachers.clip import autocast
-from teachers.config import load_config
-from teachers.inputs import VideoInputs
-from teachers.video import find_video, open_video, read_frames, uniform_indices
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from plotting import grouped_bars  # noqa: E402
+
+from mmcl.data.prepared import PreparedData  # noqa: E402
+from mmcl.io import atomic_write_text  # noqa: E402
+from teachers.clip import autocast  # noqa: E402
+from teachers.config import load_config  # noqa: E402
+from teachers.inputs import VideoInputs  # noqa: E402
+from teachers.video import find_video, open_video, read_frames, uniform_indices  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 TEACHER_CONFIG = "clip_vitb32_qwen25vl7b"
@@ -311,6 +315,12 @@ def main(argv: list[str] | None = None) -> int:
     atomic_write_text(args.out, json.dumps(report, indent=2) + "\n")
     md = markdown(report)
     atomic_write_text(args.out.with_suffix(".md"), md)
+    series = {"decode": [1000 * s["decode"]["decode_s_per_sample"] for s in sources]}
+    for p in args.precisions:
+        series[f"CLIP {p}"] = [1000 * s["encode"][p]["encode_s_per_sample"] for s in sources]
+    series["pipeline"] = [1000 / s["pipeline"]["samples_per_s"] for s in sources]
+    grouped_bars(args.out.with_suffix(".png"), [s["source"] for s in sources], series, "ms per sample (lower is faster)",
+                 f"CLIP ViT-B/32 precompute, {args.threads} thread(s), {args.workers} decoding worker(s)")
     print(md)
     return 0
 
