@@ -5,8 +5,9 @@ depend on the weights); the video side is mmcl's own :class:`teachers.inputs.Vid
 ``configs/teachers/clip_vitb32_qwen25vl7b.yaml`` (5 uniformly sampled frames, skeleton person crop, the LLM's 480x480
 canvas of 5 spliced frames). Measured per source, in one run:
 
-- **decode**: ``VideoInputs`` items one after another (video decoding by decord, person crop, CLIP preprocessing and
-  the LLM canvas), with the pure decord part (open + ``get_batch``) timed separately;
+- **decode**: ``VideoInputs`` items one after another (video decoding by the configured reader, decord where it is
+  installed, person crop, CLIP preprocessing and the LLM canvas), with the pure decoder part (open + read the same
+  frames) timed separately;
 - **encode**: the CLIP image tower on the decoded batches alone (``runtime.batch_size`` samples of 5 frames);
 - **pipeline**: the precompute loop as ``mmcl precompute`` runs it (a DataLoader with ``--workers`` decoding
   processes feeding the encoder); **overlap** = pipeline throughput / throughput of the slower stage alone.
@@ -80,7 +81,7 @@ def synthetic_set() -> tuple[PreparedData, Path]:
 
 
 def time_decode(inputs: VideoInputs, data: PreparedData, videos: Path) -> dict:
-    """Items one after another; the pure decord part (open + get_batch of the same frames) timed on its own."""
+    """Items one after another; the pure decoder part (open + read the same frames) timed on its own."""
     cfg = inputs.video
     pure, full = [], []
     for j, i in enumerate(tqdm(inputs.indices, desc="decode", leave=False)):
@@ -95,7 +96,7 @@ def time_decode(inputs: VideoInputs, data: PreparedData, videos: Path) -> dict:
         if item.error:
             raise SystemExit(f"{data.names[i]}: {item.error}")
         full.append(item.decode_s)
-    return {"decord_s_per_sample": statistics.median(pure), "decode_s_per_sample": statistics.median(full),
+    return {"decoder_s_per_sample": statistics.median(pure), "decode_s_per_sample": statistics.median(full),
             "decode_s_all": full}
 
 
@@ -130,7 +131,9 @@ def measure_source(name: str, data: PreparedData, videos: Path, model, preproces
     indices = list(range(min(args.samples, data.info.num_samples)))
     inputs = VideoInputs(data, indices, videos, cfg.video, cfg.llm.canvas, preprocess)
     first = inputs[0]
-    frame_size = list(open_video(find_video(videos, data.names[indices[0]], cfg.video.patterns))[0].shape)
+    path = find_video(videos, data.names[indices[0]], cfg.video.patterns)
+    reader = open_video(path)
+    frame_size = list(read_frames(reader, [0], path)[0].shape)
     decode = time_decode(inputs, data, videos)
     items = [inputs[j] for j in range(len(indices))]
     batches = [torch.cat([s.pixels for s in items[k:k + args.batch]]) for k in range(0, len(items), args.batch)]
@@ -146,7 +149,7 @@ def measure_source(name: str, data: PreparedData, videos: Path, model, preproces
     pipeline_rate = len(items) / wall
     slower = min(decode_rate, encode_rate)
     return {
-        "source": name, "samples": len(items), "video_frame_shape": frame_size,
+        "source": name, "samples": len(items), "video_frame_shape": frame_size, "video_backend": reader.backend,
         "clip_frames_per_sample": int(first.pixels.shape[0]), "decode": decode, "encode": encode_times,
         "pipeline": {"precision": precision, "workers": args.workers, "wall_s": wall,
                      "samples_per_s": pipeline_rate},
@@ -220,7 +223,7 @@ def markdown(report: dict) -> str:
         f"batch {cfg['batch']} samples x 5 frames; ViT-B/32 image tower {report['clip_gflops_per_image']:.2f} GFLOP "
         "per 224x224 image.",
         "",
-        "| source | frames (HxW) | samples | decode (ms/sample) | of which decord | CLIP fp32 (ms/sample) | "
+        "| source | frames (HxW) | samples | decode (ms/sample) | of which decoder | CLIP fp32 (ms/sample) | "
         "CLIP bf16 (ms/sample) | decode share | pipeline (samples/s) | overlap |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
@@ -229,8 +232,9 @@ def markdown(report: dict) -> str:
         cell = {p: f"{1000 * enc[p]['encode_s_per_sample']:.0f}" if p in enc else "-" for p in ("fp32", "bf16")}
         h, w = s["video_frame_shape"][:2]
         lines.append(
-            f"| {s['source']} | {h}x{w} | {s['samples']} | {1000 * s['decode']['decode_s_per_sample']:.0f} | "
-            f"{1000 * s['decode']['decord_s_per_sample']:.0f} | {cell['fp32']} | {cell['bf16']} | "
+            f"| {s['source']} ({s['video_backend']}) | {h}x{w} | {s['samples']} | "
+            f"{1000 * s['decode']['decode_s_per_sample']:.0f} | "
+            f"{1000 * s['decode']['decoder_s_per_sample']:.0f} | {cell['fp32']} | {cell['bf16']} | "
             f"{100 * s['decode_share']:.0f}% | {s['pipeline']['samples_per_s']:.2f} | {100 * s['overlap']:.0f}% |")
     e = report["ntu120_estimate"]
     a = e["assumptions"]
