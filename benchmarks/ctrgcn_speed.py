@@ -28,7 +28,8 @@ with ``--compile`` ``torch.compile`` (bf16).
 OpenMP threads wait passively (``OMP_WAIT_POLICY=PASSIVE``, as the ``mmcl`` command sets it): the machine is shared.
 
 Usage: ``python benchmarks/ctrgcn_speed.py [--threads 1 2] [--reps 3] [--options] [--out benchmarks/results/ctrgcn_speed.json]``
-(the Markdown tables and a PNG of the speed-ups against the targets are written beside the JSON).
+(the Markdown tables and a PNG of the speed-ups against the targets are written beside the JSON; ``--render``
+rewrites them from the JSON without measuring).
 """
 
 from __future__ import annotations
@@ -553,7 +554,30 @@ TARGETS = {("mmcl fp32", "train"): 2.0, ("mmcl fp32", "infer"): 2.5, ("mmcl bf16
            ("mmcl bf16", "infer"): 5.0}  # issue 15: speed-ups against the reference in fp32
 
 
-def markdown(report: dict) -> str:
+def target_needs(report: dict, sec: dict) -> dict:
+    """Per target: the fraction of its precision's peak mmcl's own FLOPs would have to run at to reach it (the
+    reference's median time over the target), next to the fraction reached now."""
+    cfg, flops, peak = report["config"], report["flops_per_sample"]["mmcl"], sec["peak_gflops_per_s"]
+    ref = sec["rows"]["reference fp32"]
+    ref_s = {"train": ref["train_step_s"], "infer": cfg["infer_batch"] / ref["infer_samples_per_s"]}
+    work = {"train": flops["train_step"] * cfg["batch"], "infer": flops["forward"] * cfg["infer_batch"]}
+    out = {}
+    for (name, kind), target in TARGETS.items():
+        precision = name.split()[1]
+        label = "training step" if kind == "train" else "inference"
+        out[(precision, label)] = {
+            "target": target, "required_fraction": work[kind] * target / ref_s[kind] / 1e9 / peak[precision],
+            "fraction": sec["rows"][name][f"{kind}_fraction_of_peak"]}
+    return out
+
+
+def best_products(profile: dict) -> dict[str, float]:
+    """The highest GFLOP/s any matrix-product shape reached in mmcl's profiles, per precision and kind."""
+    return {name.removeprefix("mmcl "): max(m["gflops_per_s"] for m in p["matmuls"])
+            for name, p in profile.items() if name.startswith("mmcl ") and isinstance(p, dict)}
+
+
+def markdown(report: dict, profile: dict | None = None) -> str:
     cfg, flops, m = report["config"], report["flops_per_sample"], report["machine"]
     lines = [
         "# CTR-GCN CPU speed: mmcl vs straightforward reference port",
@@ -601,6 +625,16 @@ def markdown(report: dict) -> str:
                 f"{mark('infer', r['infer_speedup_vs_reference_fp32'])} | "
                 f"x{r['infer_speedup_vs_reference_same_precision']:.2f} | {r['infer_useful_gflops_per_s']:.1f} | "
                 f"{100 * r['infer_fraction_of_peak']:.0f}% |")
+        lines += ["", "What the targets require: " + "; ".join(
+            f"{what} x{need['target']:.1f} needs mmcl at {100 * need['required_fraction']:.0f}% of the {precision} "
+            f"peak (now {100 * need['fraction']:.0f}%)"
+            for (precision, what), need in target_needs(report, sec).items()) + "."]
+    one = next((s["peak_gflops_per_s"] for s in report["by_threads"] if s["threads"] == 1), None)
+    if profile and one:
+        lines += ["", f"The fastest matrix-product shape in mmcl's profiles (`{report['profile']}`, 1 thread) reaches "
+                  + "; ".join(f"{name}: {best:.0f} GFLOP/s ({100 * best / one[name.split()[0]]:.0f}% of the peak)"
+                              for name, best in best_products(profile).items())
+                  + ": the whole step, with its batch norms, activations and copies, runs below that."]
     diff = report["logits_relative_difference"]
     lines += ["", "Logits against the reference's fp32 logits (same weights; max |difference| / max |logit|): fp32 "
                   f"{diff['fp32_train']:.1e} (train mode), {diff['fp32_eval']:.1e} (eval, BN folded), tolerance "
@@ -659,18 +693,28 @@ def main(argv: list[str] | None = None) -> int:
                         help="also write per-op profiles (one thread) to <out stem>_profile.md / .json")
     parser.add_argument("--profile-top", type=int, default=12, help="ops and matrix-product shapes listed")
     parser.add_argument("--out", type=Path, default=default_out, help="JSON report; the markdown table goes beside it")
+    parser.add_argument("--render", action="store_true",
+                        help="measure nothing: rewrite the Markdown and PNG from the JSON at --out (and its profile)")
     args = parser.parse_args(argv)
+    if args.render:
+        report = json.loads(args.out.read_text())
+        profile_path = args.out.with_name(report["profile"]) if report.get("profile") else None
+        profile = json.loads(profile_path.read_text()) if profile_path else None
+        atomic_write_text(args.out.with_suffix(".md"), markdown(report, profile))
+        plot(report, args.out.with_suffix(".png"))
+        return 0
     if args.reps < 1 or min(args.threads) < 1:
         parser.error("--reps and --threads must be >= 1")
     report = run(args)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    if report["profile"] is not None:
+    profile = report["profile"]
+    if profile is not None:
         profile_path = args.out.with_name(args.out.stem + "_profile.json")
         atomic_write_text(profile_path, json.dumps(report["profile"], indent=2) + "\n")
         atomic_write_text(profile_path.with_suffix(".md"), profile_markdown(report))
         report["profile"] = profile_path.name
     atomic_write_text(args.out, json.dumps(report, indent=2) + "\n")
-    md = markdown(report)
+    md = markdown(report, profile)
     atomic_write_text(args.out.with_suffix(".md"), md)
     plot(report, args.out.with_suffix(".png"))
     print(md)
