@@ -58,10 +58,13 @@ def main(argv: list[str] | None = None) -> int:
     rest = [a for a in rest if a != "--debug"]
     passive_wait_policy()  # before the command imports torch: OpenMP reads it once
     module = importlib.import_module(COMMANDS[name][0])
-    parser = argparse.ArgumentParser(prog=f"mmcl {name}", description=COMMANDS[name][1],
-                                     epilog="--debug (or MMCL_DEBUG=1): full traceback of expected errors too")
+    parser = OneLineParser(prog=f"mmcl {name}", description=COMMANDS[name][1],
+                           epilog="--debug (or MMCL_DEBUG=1): full traceback of expected errors too")
     module.add_arguments(parser)
-    args = parser.parse_args(rest)
+    try:
+        args = parser.parse_args(rest)
+    except SystemExit as done:  # --help, or a usage error already reported
+        return int(done.code or 0)
     try:
         return int(module.run(args) or 0)
     except EXPECTED_ERRORS as err:
@@ -69,6 +72,34 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"mmcl {name}: error: {one_line(err)}", file=sys.stderr)
         return 2
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """A usage error on one line, like every other expected error (``--help`` shows the usage)."""
+
+    def error(self, message: str) -> None:
+        print(f"{self.prog}: error: {message} (see {self.prog} --help)", file=sys.stderr)
+        sys.exit(2)
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    return _int_at_least(text, 1)
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    return _int_at_least(text, 0)
+
+
+def _int_at_least(text: str, low: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < low:
+        raise argparse.ArgumentTypeError(f"{value} is not >= {low}")
+    return value
 
 
 def one_line(err: BaseException) -> str:

@@ -23,10 +23,11 @@ from __future__ import annotations
 
 import difflib
 import importlib.util
+import math
 import re
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence, TypeVar, get_type_hints
+from typing import Any, Callable, Mapping, Sequence, TypeVar, get_type_hints
 
 import yaml
 from omegaconf import OmegaConf
@@ -34,6 +35,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from mmcl.brl.config import BRLConfig
 from mmcl.colearn.config import ColearnConfig
+from mmcl.data.layouts import LAYOUTS
 from mmcl.data.longtail import LongtailConfig
 from mmcl.data.streams import PSUMNET_MODEL, PSUMNET_STREAMS, STREAMS, stream_model_args
 from mmcl.errors import ConfigError
@@ -133,15 +135,24 @@ class TrainConfig:
             self.mixed_precision = "no"
 
     def validate(self) -> None:
+        """Every value in range before anything is made: a run that starts does not fail later on its config."""
+        check(is_run_name(self.name), "name", self.name, RUN_NAME_RULE)
+        check(bool(self.output_dir) and "\0" not in self.output_dir, "output_dir", self.output_dir,
+              "a directory path")
+        check(0 <= self.seed < 2**32, "seed", self.seed, "an integer in [0, 2**32)")
         check(self.mixed_precision in ("no", "bf16", "fp16"), "mixed_precision", self.mixed_precision,
               "no, bf16 or fp16")
-        check(self.optim.scheduler in ("step", "cosine"), "optim.scheduler", self.optim.scheduler, "step or cosine")
-        check(0 < self.data.label_fraction <= 1, "data.label_fraction", self.data.label_fraction, "a number in (0, 1]")
+        for key in ("cpu_threads",):
+            check(getattr(self, key) >= 0, key, getattr(self, key), ">= 0 (0: the machine's share)")
+        for key in ("grad_accum", "eval_every", "log_every"):
+            check(getattr(self, key) >= 1, key, getattr(self, key), "an integer >= 1")
+        _validate_data(self.data)
+        _validate_optim(self.optim)
+        _validate_colearn(self.colearn, self.model)
         self.data.longtail.validate("data.longtail")
         self.brl.validate("brl")
         check(not (self.brl.mixup.enabled and self.colearn.enabled), "brl.mixup.enabled", True,
               "false with co-learning: the teacher features describe the unmixed samples")
-        check(self.data.stream in STREAMS, "data.stream", self.data.stream, "one of " + ", ".join(STREAMS))
         part_stream = self.data.stream in PSUMNET_STREAMS
         check(part_stream == (self.model.name == PSUMNET_MODEL), "data.stream", self.data.stream,
               f"a PSUMNet part stream ({', '.join(PSUMNET_STREAMS)}) exactly when model.name is {PSUMNET_MODEL!r} "
@@ -152,6 +163,89 @@ class TrainConfig:
               f"the {part} part does not hold")
         implied = sorted(set(self.model.args) & set(stream_model_args(self.data.stream)))
         check(not implied, "model.args", self.model.args, f"no {', '.join(implied)}: data.stream sets them")
+
+
+# A run name is one directory under output_dir: one file-name component, nothing that climbs out of it.
+RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+=,-]*")
+RUN_NAME_RULE = ("one file-name component of letters, digits and _ . + = , - (not starting with a dot, no '..', "
+                 "no path separator): the run is written to <output_dir>/<name>")
+
+
+def is_run_name(name: object) -> bool:
+    """Whether ``name`` names a directory directly inside the output folder (see :data:`RUN_NAME_RULE`)."""
+    return isinstance(name, str) and bool(RUN_NAME.fullmatch(name)) and ".." not in name and len(name) <= 255
+
+
+def _validate_data(d: DataConfig) -> None:
+    check(d.stream in STREAMS, "data.stream", d.stream, " | ".join(STREAMS))
+    check(bool(d.dataset), "data.dataset", d.dataset, "a dataset name")
+    check(bool(d.root) or d.dataset == "synthetic", "data.root", d.root,
+          f"the prepared {d.dataset!r} dataset's directory (see `mmcl prepare --help`)")
+    for key in ("window", "repeat", "batch_size", "eval_batch_size"):
+        check(getattr(d, key) >= 1, f"data.{key}", getattr(d, key), "an integer >= 1")
+    for key in ("num_workers", "synthetic_seed", "num_person", "label_seed"):
+        check(getattr(d, key) >= 0, f"data.{key}", getattr(d, key), "an integer >= 0")
+    check(len(d.p_interval) == 2 and all(math.isfinite(p) for p in d.p_interval) and 0 < d.p_interval[0]
+          <= d.p_interval[1] <= 1, "data.p_interval", list(d.p_interval), "[lo, hi] with 0 < lo <= hi <= 1")
+    check(math.isfinite(d.rotation_range) and d.rotation_range >= 0, "data.rotation_range", d.rotation_range,
+          "a finite number >= 0")
+    check(not d.layout or d.layout in LAYOUTS, "data.layout", d.layout, f"empty or one of {', '.join(LAYOUTS)}")
+    check(0 < d.label_fraction <= 1, "data.label_fraction", d.label_fraction, "a number in (0, 1]")
+
+
+def _validate_optim(o: OptimConfig) -> None:
+    check(math.isfinite(o.lr) and o.lr > 0, "optim.lr", o.lr, "a finite number > 0")
+    check(math.isfinite(o.momentum) and 0 <= o.momentum < 1, "optim.momentum", o.momentum, "a number in [0, 1)")
+    check(not o.nesterov or o.momentum > 0, "optim.momentum", o.momentum,
+          "> 0 with optim.nesterov (Nesterov momentum needs momentum; or set optim.nesterov=false)")
+    check(math.isfinite(o.weight_decay) and o.weight_decay >= 0, "optim.weight_decay", o.weight_decay,
+          "a finite number >= 0")
+    check(o.epochs >= 1, "optim.epochs", o.epochs, "an integer >= 1")
+    check(0 <= o.warmup_epochs <= o.epochs, "optim.warmup_epochs", o.warmup_epochs,
+          f"an integer in [0, optim.epochs = {o.epochs}]")
+    check(o.scheduler in ("step", "cosine"), "optim.scheduler", o.scheduler, "step or cosine")
+    check(all(s >= 0 for s in o.steps) and list(o.steps) == sorted(o.steps), "optim.steps", list(o.steps),
+          "increasing epochs >= 0")
+    check(math.isfinite(o.gamma) and o.gamma > 0, "optim.gamma", o.gamma, "a finite number > 0")
+    check(math.isfinite(o.min_lr) and 0 <= o.min_lr <= o.lr, "optim.min_lr", o.min_lr, f"in [0, optim.lr = {o.lr}]")
+    check(math.isfinite(o.label_smoothing) and 0 <= o.label_smoothing < 1, "optim.label_smoothing", o.label_smoothing,
+          "a number in [0, 1)")
+
+
+def _validate_colearn(c: ColearnConfig, model: ModelConfig) -> None:
+    check(c.teacher.missing in ("error", "skip"), "colearn.teacher.missing", c.teacher.missing, "error or skip")
+    heads = [f.name for f in fields(c) if getattr(getattr(c, f.name), "enabled", False)]
+    check(not heads or bool(c.teacher.config or c.teacher.cache), f"colearn.{heads[0]}.enabled" if heads else "",
+          True, "colearn.teacher.config (a teacher config name or YAML) or colearn.teacher.cache (a cache "
+          "directory) to be set: co-learning needs teacher features")
+    for head in ("fam", "frm", "openvocab", "mmixer", "deformable"):
+        section = getattr(c, head)
+        check(math.isfinite(section.weight) and section.weight >= 0, f"colearn.{head}.weight", section.weight,
+              "a finite number >= 0")
+    for key, value in (("fam.tau", c.fam.tau), ("frm.temperature", c.frm.temperature),
+                       ("openvocab.tau", c.openvocab.tau)):
+        check(math.isfinite(value) and value > 0, f"colearn.{key}", value, "a finite number > 0")
+    answer = c.openvocab.answer_weight
+    check(math.isfinite(answer) and answer >= 0, "colearn.openvocab.answer_weight", answer, "a finite number >= 0")
+    for key, value in (("fam.hidden", c.fam.hidden), ("frm.hidden", c.frm.hidden),
+                       ("openvocab.hidden", c.openvocab.hidden)):
+        check(value >= 1, f"colearn.{key}", value, "an integer >= 1")
+    for key, value in (("fam.visual_dim", c.fam.visual_dim), ("frm.text_dim", c.frm.text_dim)):
+        check(value >= 0, f"colearn.{key}", value, "an integer >= 0 (0: the cache's)")
+    for key, value in (("fam.pool", c.fam.pool), ("frm.pool", c.frm.pool)):
+        check(value in ("mean", "attention"), f"colearn.{key}", value, "mean or attention")
+    check(c.frm.mode in ("refine", "soft_label"), "colearn.frm.mode", c.frm.mode, "refine or soft_label")
+    check(c.openvocab.target in ("description", "name"), "colearn.openvocab.target", c.openvocab.target,
+          "description or name")
+    paths = [head for head in ("mmixer", "deformable") if getattr(c, head).enabled]
+    check(len(paths) <= 1, f"colearn.{paths[-1]}.enabled" if paths else "colearn", True,
+          "one cross-modal variant at a time (mmixer or deformable): each deploys a skeleton-only path of its own")
+    for head in paths:
+        try:
+            getattr(c, head).validate(f"colearn.{head}")
+        except ValueError as e:
+            raise ConfigValueError(f"colearn.{head}", str(e)) from None
+        check(model.name == "ctrgcn", "model.name", model.name, f"ctrgcn: colearn.{head} deploys CTR-GCN backbones")
 
 
 T = TypeVar("T")
@@ -274,14 +368,17 @@ def _source(key: str, layers: Sequence[Layer]) -> str:
     """Where the value of the dotted ``key`` comes from: the last layer that sets it, else the last file read (a
     value missing there), else the command line."""
     for where, raw in reversed(layers):
-        node: Any = raw
-        for part in key.split("."):
-            if not isinstance(node, dict) or part not in node:
-                break
-            node = node[part]
-        else:
+        if _sets(raw, key.split(".")):
             return where
     return _main_source(layers)
+
+
+def _sets(node: Any, parts: list[str]) -> bool:
+    """Whether the nested ``node`` holds the dotted key ``parts`` (a key may itself hold dots: ``model.args``)."""
+    if not parts:
+        return True
+    return isinstance(node, dict) and any(
+        ".".join(parts[:j]) in node and _sets(node[".".join(parts[:j])], parts[j:]) for j in range(1, len(parts) + 1))
 
 
 def _main_source(layers: Sequence[Layer]) -> str:
@@ -290,8 +387,9 @@ def _main_source(layers: Sequence[Layer]) -> str:
     return files[-1] if files else COMMAND_LINE
 
 
-def build_config(schema: type[T], layers: Sequence[Layer]) -> T:
-    """``schema`` filled from ``layers`` (later ones win), checked key by key and by the schema's ``validate()``."""
+def build_config(schema: type[T], layers: Sequence[Layer], checks: Sequence[Callable[[T], None]] = ()) -> T:
+    """``schema`` filled from ``layers`` (later ones win), checked key by key, by the schema's ``validate()`` and then
+    by each of ``checks`` (a :class:`mmcl.errors.ConfigError` with a ``key`` attribute names the file that set it)."""
     merged = OmegaConf.structured(schema)
     for where, raw in layers:
         _check_keys(schema, raw, where, schema)
@@ -306,28 +404,36 @@ def build_config(schema: type[T], layers: Sequence[Layer]) -> T:
         key = getattr(e, "full_key", None) or "?"
         raise ConfigError(f"{_source(key, layers)}: config key {key!r}: {_first_line(e)}") from None
     validate = getattr(config, "validate", None)
-    if validate is not None:
+    for step in ([validate] if validate is not None else []) + [lambda c=check: c(config) for check in checks]:
         try:
-            validate()
-        except ConfigValueError as e:
-            raise ConfigError(f"{_source(e.key, layers)}: {e}") from None
+            step()
         except ConfigError as e:
-            raise ConfigError(f"{_main_source(layers)}: {e}") from None
+            key = getattr(e, "key", None)
+            raise ConfigError(f"{_source(key, layers) if key else _main_source(layers)}: {e}") from None
     return config
 
 
 def load_config(path: str | Path | None = None, overrides: Sequence[str] = (), schema: type[T] = TrainConfig,
-                defaults: Mapping[str, Any] | None = None) -> T:
+                defaults: Mapping[str, Any] | None = None, checks: Sequence[Callable[[T], None]] = ()) -> T:
     """Load ``schema`` from an optional YAML file (with its ``_base_`` files) and dotted overrides.
 
-    ``defaults``: values under the file's (a teacher config's ``name`` is its file's stem).
+    ``defaults``: values under the file's (a teacher config's ``name`` is its file's stem). ``checks``: more checks
+    after the schema's ``validate()``, for those that need code a config must not import (a training config's model
+    arguments against the model's signature, :func:`check_model`); their errors name the file like the others.
     """
     layers: list[Layer] = [(DEFAULTS, dict(defaults))] if defaults else []
     if path is not None:
         layers += read_layers(path)
     if overrides:
         layers.append((COMMAND_LINE, parse_overrides(overrides)))
-    return build_config(schema, layers)
+    return build_config(schema, layers, checks)
+
+
+def check_model(cfg: TrainConfig) -> None:
+    """``model.name`` is registered and ``model.args`` fit its factory (imports the model code: torch)."""
+    from mmcl.models.registry import check_model_args
+
+    check_model_args(cfg.model.name, cfg.model.args)
 
 
 def to_yaml(config: Any) -> str:

@@ -73,3 +73,37 @@ def small_teacher_cache(small_synthetic, small_prepared, session_cache, tmp_path
     return precompute(config, PreparedData(small_prepared), small_synthetic / "videos",
                       root=tmp_path_factory.getbasetemp() / "teacher-caches",
                       descriptions_path=small_synthetic / "classes.json", show_progress=False)
+
+
+def write_tiny_prepared(out: Path, seed: int = 0) -> Path:
+    """A prepared set of 12 one-person NTU-25 samples (3 classes, 10 frames): 6 train, 3 val, 3 test; milliseconds to
+    write, a second to train on."""
+    import numpy as np
+
+    from mmcl.data.prepared import PreparedInfo, write_prepared
+
+    rng = np.random.default_rng(seed)
+    samples = [(f"S001C001P{p:03d}R001A{c + 1:03d}", c, (rng.normal(size=(10, 1, 25, 3)) + c).astype(np.float32))
+               for p in range(1, 5) for c in range(3)]
+    return write_prepared(out, PreparedInfo("tiny", "ntu25", 1, ["class0", "class1", "class2"]), samples,
+                          {"train": list(range(6)), "val": [6, 7, 8], "test": [9, 10, 11]})
+
+
+TINY_TRAIN = ["mixed_precision=no", "data.window=8", "data.batch_size=4", "data.eval_batch_size=8",
+              "data.num_workers=0", "data.random_rotation=false", "optim.epochs=1", "optim.warmup_epochs=0", "log_every=1"]
+
+
+@pytest.fixture(scope="session")
+def tiny_prepared(tmp_path_factory) -> Path:
+    return write_tiny_prepared(tmp_path_factory.getbasetemp() / "tiny-prepared")
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_prepared, tmp_path_factory) -> Path:
+    """A finished one-epoch run on :func:`tiny_prepared` (checkpoints, state/, scores)."""
+    from mmcl.config import load_config
+    from mmcl.engine.trainer import train
+
+    out = tmp_path_factory.getbasetemp() / "tiny-runs"
+    train(load_config(None, [f"data.root={tiny_prepared}", f"output_dir={out}", "name=tiny", *TINY_TRAIN]))
+    return out / "tiny"

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from mmcl.config import ConfigError, TrainConfig, check, load_config
+from mmcl.config import ConfigError, TrainConfig, check, check_model, load_config
 from mmcl.paths import configs_dir
 
 
@@ -71,5 +71,6 @@ def test_every_config_in_the_repository_loads():
              if f.relative_to(configs_dir()).parts[0] != "zeroshot"]  # label mappings: mmcl.zeroshot.labelmap
     assert len(files) > 60
     for f in files:
-        load_config(f, schema=schemas.get(f.relative_to(configs_dir()).parts[0], TrainConfig))
+        schema = schemas.get(f.relative_to(configs_dir()).parts[0], TrainConfig)
+        load_config(f, schema=schema, checks=[check_model] if schema is TrainConfig else [])  # model args too
 

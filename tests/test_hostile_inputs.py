@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -33,6 +34,9 @@ class Case:
     skipped: str | None = None
 
 
+PROGRESS_BAR = re.compile(r"\d+%\|.*\| *\d+/\d+|^\s*$")  # a tqdm bar (it ends its lines with \r, not \n)
+
+
 def run_cli(argv: list[str], capsys) -> tuple[int, str]:
     code = main(argv)
     return code, capsys.readouterr().err
@@ -43,7 +47,7 @@ def assert_one_line_error(case: Case, tmp_path: Path, capsys) -> None:
     before = snapshot(tmp_path)
     code, err = run_cli(argv, capsys)
     assert code == 2, err
-    lines = [line for line in err.split("\n") if line.strip() and "\r" not in line]  # progress bars use \r
+    lines = [line for line in re.split(r"[\r\n]", err) if line.strip() and not PROGRESS_BAR.search(line)]
     assert len(lines) == 1 and lines[0].startswith("mmcl ") and "Traceback" not in err, err
     for needle in case.needles:
         assert needle.format(tmp=tmp_path) in err, (needle, err)

@@ -85,6 +85,7 @@ def test_brl_switches_are_checked(small_longtail, tmp_path):
     with pytest.raises(ConfigError, match="brl.mixup.partner"):
         lt_config(small_longtail, tmp_path, "x", "brl.mixup.partner=tail")
     with pytest.raises(ConfigError, match="brl.mixup.enabled"):
-        lt_config(small_longtail, tmp_path, "x", "brl.mixup.enabled=true", "colearn.fam.enabled=true")
+        lt_config(small_longtail, tmp_path, "x", "brl.mixup.enabled=true", "colearn.fam.enabled=true",
+                  "colearn.teacher.config=tiny")
     with pytest.raises(ConfigError, match="brl.drw.start_epoch"):
         lt_config(small_longtail, tmp_path, "x", "brl.drw.start_epoch=0")

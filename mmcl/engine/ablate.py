@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 from omegaconf import MISSING
 
-from mmcl.config import check, load_config
+from mmcl.config import check, check_model, load_config
+from mmcl.errors import ConfigError, MmclError
 from mmcl.io import atomic_path, atomic_write_text, write_json
 from mmcl.paths import configs_dir
 
@@ -100,7 +101,7 @@ def plot(rows: list[dict], path: Path) -> None:
 def launch_run(base: str, overrides: list[str], run_dir: Path) -> None:
     """The training run ``mmcl train --config base overrides...`` writing to ``run_dir``, in a process of its own;
     continued with ``--resume`` when a killed one left its state there."""
-    load_config(base, overrides)  # a bad override fails here, naming the key, before any process starts
+    load_config(base, overrides, checks=[check_model])  # a bad override fails here, naming it, before any process
     cmd = [sys.executable, "-m", "mmcl.cli", "train", "--config", base, *overrides]
     if (run_dir / "state").is_dir():
         cmd += ["--resume", str(run_dir)]
@@ -108,7 +109,8 @@ def launch_run(base: str, overrides: list[str], run_dir: Path) -> None:
         shutil.rmtree(run_dir)  # killed before its first epoch ended: nothing to continue from
     result = subprocess.run(cmd)
     if result.returncode:
-        raise RuntimeError(f"ablation run failed (exit code {result.returncode}): {' '.join(cmd)}")
+        raise MmclError(f"ablation run {run_dir.name} failed (exit status {result.returncode}, its error above): "
+                        f"{' '.join(cmd)}")
 
 
 def run_ablation(plan: AblationPlan, variants: list[str] | None = None, seeds: list[int] | None = None,
@@ -118,7 +120,7 @@ def run_ablation(plan: AblationPlan, variants: list[str] | None = None, seeds: l
     variants = variants or list(plan.variants)
     unknown = [v for v in variants if v not in plan.variants]
     if unknown:
-        raise ValueError(f"unknown variants {unknown}; the plan has {list(plan.variants)}")
+        raise ConfigError(f"unknown variants {unknown}; the plan has {list(plan.variants)}")
     results: dict[str, list[dict]] = {}
     for variant in variants:
         for seed in seeds or plan.seeds:

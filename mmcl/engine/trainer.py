@@ -42,7 +42,7 @@ from tqdm.auto import tqdm
 from mmcl.brl.step import BRLStep
 from mmcl.colearn.build import build_colearner
 from mmcl.colearn.heads import save_heads
-from mmcl.config import OptimConfig, TrainConfig, load_config, to_yaml
+from mmcl.config import OptimConfig, TrainConfig, check_model, load_config, to_yaml
 from mmcl.data.longtail import read_longtail
 from mmcl.data.prepared import PreparedData
 from mmcl.data.streams import input_channels, stream_model_args
@@ -450,7 +450,7 @@ def run(args: argparse.Namespace) -> int:
         config = args.config or Path(args.resume) / "config.yaml"
     else:
         config = args.config or configs_dir() / DEFAULT_CONFIG
-    cfg = load_config(config, args.overrides)
+    cfg = load_config(config, args.overrides, checks=[check_model])
     prepare_demo(cfg)
     train(cfg, resume=args.resume)
     return 0

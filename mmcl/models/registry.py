@@ -8,8 +8,12 @@ to :data:`MODEL_MODULES`.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+import inspect
+import typing
+from collections.abc import Callable, Mapping
 from typing import Any
+
+from mmcl.errors import ConfigError
 
 # Modules whose import registers models; all of them in mmcl.models (the registry imports no training code).
 MODEL_MODULES: tuple[str, ...] = ("mmcl.models.ctrgcn", "mmcl.models.ctrgcn_mmixer", "mmcl.models.ctrgcn_deformable")
@@ -17,6 +21,17 @@ MODEL_MODULES += ("mmcl.models.bigru", "mmcl.models.skeletonmae")  # self-superv
 MODEL_MODULES += ("mmcl.models.psumnet",)  # PSUMNet part streams
 
 _FACTORIES: dict[str, Callable[..., Any]] = {}
+
+# Arguments every factory takes from the data (and the checkpoint), never from a config's model arguments.
+DATA_ARGUMENTS = ("num_classes", "layout", "in_channels", "num_person")
+
+
+class ModelArgsError(ConfigError):
+    """A model name or argument the registry refuses; ``key`` is the config key (``model.args.<name>``)."""
+
+    def __init__(self, key: str, message: str):
+        super().__init__(message)
+        self.key = key
 
 
 def register_model(factory: Callable[..., Any]) -> Callable[..., Any]:
@@ -70,3 +85,29 @@ def create_model(name: str, num_classes: int, layout: str = "ntu25", in_channels
 
         init_from_checkpoint(model, init)
     return model
+
+
+def check_model_args(name: str, args: Mapping[str, Any], key: str = "model") -> None:
+    """Fail, naming the argument, unless ``create_model(name, ..., **args)`` takes ``args``: every argument is one of
+    the factory's keywords (not one of :data:`DATA_ARGUMENTS`) and a plain ``int`` / ``float`` / ``bool`` / ``str``
+    one has a value of that type. ``key``: the config section, for the error (``model.name``, ``model.args.x``)."""
+    _import_model_modules()
+    if name not in _FACTORIES:
+        raise ModelArgsError(f"{key}.name", f"{key}.name = {name!r}: unknown model; registered models: "
+                                            f"{', '.join(sorted(_FACTORIES))}")
+    factory = _FACTORIES[name]
+    params = {n: p for n, p in inspect.signature(factory).parameters.items() if n not in DATA_ARGUMENTS}
+    hints = typing.get_type_hints(factory)
+    for arg, value in args.items():
+        if arg in DATA_ARGUMENTS:
+            raise ModelArgsError(f"{key}.args.{arg}", f"{key}.args.{arg}: set from the data, not in {key}.args")
+        if arg not in params:
+            raise ModelArgsError(f"{key}.args.{arg}", f"{key}.args.{arg}: model {name!r} takes no argument {arg!r}; "
+                                                      f"its arguments: {', '.join(params) or 'none'}")
+        expected = hints.get(arg)
+        ok = {bool: lambda v: isinstance(v, bool), int: lambda v: isinstance(v, int) and not isinstance(v, bool),
+              float: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+              str: lambda v: isinstance(v, str)}.get(expected)
+        if ok is not None and not ok(value):
+            raise ModelArgsError(f"{key}.args.{arg}", f"{key}.args.{arg} = {value!r}: model {name!r} expects "
+                                                      f"{expected.__name__}")
