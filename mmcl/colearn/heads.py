@@ -25,7 +25,7 @@ from mmcl.colearn.frm import FRM
 from mmcl.colearn.mmixer import MMixerHead
 from mmcl.colearn.openvocab import OpenVocabHead
 from mmcl.errors import CheckpointError
-from mmcl.models.checkpoint import CheckpointInfo, read_metadata, write_safetensors
+from mmcl.models.checkpoint import CheckpointInfo, read_metadata, read_weights, write_safetensors
 
 HEADS_FORMAT = "mmcl-colearn-heads-v2"
 OLD_FORMATS = ("mmcl-colearn-heads-v1",)  # heads saved without their configs: not loadable by name
@@ -88,7 +88,10 @@ def load_head(path: str | os.PathLike, name: str) -> nn.Module:
         raise CheckpointError(f"{path}: the {name!r} head's stored config has keys this mmcl does not know: {unknown}")
     head = HEAD_CLASSES[name](config_class(**stored), **specs[name]["dims"])
     prefix = f"{name}."
-    with safe_open(str(path), framework="pt") as f:
-        state = {key[len(prefix):]: f.get_tensor(key) for key in f.keys() if key.startswith(prefix)}
-    head.load_state_dict(state, strict=True)
+    state = {key[len(prefix):]: value for key, value in read_weights(path).items() if key.startswith(prefix)}
+    try:
+        head.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        raise CheckpointError(f"{path}: the {name!r} head's tensors do not fit its stored config "
+                              f"({' '.join(str(e).split())[:300]})") from None
     return head.eval()

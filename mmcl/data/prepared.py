@@ -32,7 +32,7 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from mmcl.data.layouts import Layout, get_layout
+from mmcl.data.layouts import LAYOUTS, Layout, get_layout
 from mmcl.errors import DataError, MmclError
 from mmcl.io import atomic_write_text, replace_dir
 
@@ -294,22 +294,60 @@ class PreparedData:
             partial = " (an unfinished prepare left it; run prepare again to resume)" if self.root.name.endswith(
                 ".partial") else ""
             raise PreparedDataError(f"{self.root} is not a complete prepared dataset: no meta.json{partial}")
-        raw = json.loads(meta.read_text())
-        if raw.get("format_version") != FORMAT_VERSION:
-            raise PreparedDataError(f"{meta}: format version {raw.get('format_version')}, expected {FORMAT_VERSION}")
-        self.info = PreparedInfo(**raw)
-        self.names: list[str] = (self.root / "names.txt").read_text().splitlines()
+        raw = self._file("meta.json", lambda f: json.loads(f.read_text()))
+        if not isinstance(raw, dict) or raw.get("format_version") != FORMAT_VERSION:
+            found = raw.get("format_version") if isinstance(raw, dict) else type(raw).__name__
+            raise PreparedDataError(f"{meta}: format version {found}, expected {FORMAT_VERSION}")
+        self.info = self._file("meta.json", lambda f: PreparedInfo(**raw))
+        i = self.info
+        if not (i.layout in LAYOUTS and all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in (
+                i.num_person, i.channels, i.num_samples, i.num_frames)) and isinstance(i.class_names, list)
+                and i.class_names and all(isinstance(c, str) for c in i.class_names)):
+            raise PreparedDataError(f"{meta}: a field has a wrong type or value (layout {i.layout!r}, persons, "
+                                    f"channels, counts, class names); prepare the dataset again")
+        self.names: list[str] = self._file("names.txt", lambda f: f.read_text().splitlines())
         for name in self.names:
             check_sample_name(name, str(self.root / "names.txt"))
-        self.labels: np.ndarray = np.load(self.root / "labels.npy")
-        self.offsets: np.ndarray = np.load(self.root / "offsets.npy")
-        self.splits: dict[str, np.ndarray] = {
-            k: np.asarray(v, dtype=np.int64) for k, v in json.loads((self.root / "splits.json").read_text()).items()}
+        self.labels: np.ndarray = self._file("labels.npy", lambda f: np.load(f, allow_pickle=False))
+        self.offsets: np.ndarray = self._file("offsets.npy", lambda f: np.load(f, allow_pickle=False))
+        splits = self._file("splits.json", lambda f: json.loads(f.read_text()))
+        if not isinstance(splits, dict) or not all(isinstance(v, list) for v in splits.values()):
+            raise PreparedDataError(f"{self.root / 'splits.json'}: expected {{split: [sample indices]}}")
         if not (len(self.names) == len(self.labels) == len(self.offsets) - 1 == self.info.num_samples):
             raise PreparedDataError(f"{self.root}: names, labels and offsets disagree on the sample count")
+        if self.labels.dtype.kind not in "iu" or (len(self.labels) and not (
+                0 <= self.labels.min() and self.labels.max() < self.info.num_classes)):
+            raise PreparedDataError(f"{self.root / 'labels.npy'}: labels must be integers in "
+                                    f"0..{self.info.num_classes - 1}")
+        if (self.offsets.dtype.kind not in "iu" or self.offsets[0] != 0 or np.any(np.diff(self.offsets) < 0)
+                or self.offsets[-1] != self.info.num_frames):
+            raise PreparedDataError(f"{self.root / 'offsets.npy'}: offsets must rise from 0 to the "
+                                    f"{self.info.num_frames} frames of meta.json")
+        check_splits(splits, len(self.names), str(self.root / "splits.json"))
+        self.splits: dict[str, np.ndarray] = {k: np.asarray(v, dtype=np.int64) for k, v in splits.items()}
+        m, v, c = self.info.frame_shape()
+        for filename, per_frame, wanted in (("joints.f32", m * v * c, True), ("color.f32", m * v * 2,
+                                             self.info.has_color), ("frames.i32", 1, self.info.has_frames)):
+            path = self.root / filename
+            if wanted and (not path.is_file() or path.stat().st_size != self.info.num_frames * per_frame * 4):
+                size = f"{path.stat().st_size} bytes" if path.is_file() else "missing"
+                raise PreparedDataError(f"{path}: {size}, expected {self.info.num_frames * per_frame * 4} "
+                                        f"({self.info.num_frames} frames); the dataset is truncated or damaged, "
+                                        f"prepare it again")
         self._fds: dict[str, int] = {}
         self._pid = os.getpid()
         self._index: dict[str, int] | None = None
+
+    def _file(self, name: str, read):
+        """``read(path)`` of one of the dataset's files; a missing or unreadable one is named."""
+        path = self.root / name
+        try:
+            return read(path)
+        except FileNotFoundError:
+            raise PreparedDataError(f"{path} is missing; prepare the dataset again") from None
+        except (OSError, ValueError, TypeError, KeyError, EOFError, ZeroDivisionError) as e:
+            raise PreparedDataError(f"{path} is corrupt ({type(e).__name__}: {' '.join(str(e).split())[:200]}); "
+                                    f"prepare the dataset again") from None
 
     def __len__(self) -> int:
         return len(self.names)

@@ -69,10 +69,11 @@ def read_joints(path: str | os.PathLike) -> np.ndarray:
         joints = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as e:
         raise DataError(f"{path}: not a readable .npy array ({type(e).__name__}: {e})") from None
-    if not np.issubdtype(joints.dtype, np.number) or joints.ndim not in (3, 4):
-        raise DataError(f"{path}: array of shape {joints.shape} ({joints.dtype}); expected numbers of shape "
+    if joints.dtype.kind not in "fiu" or joints.ndim not in (3, 4):  # not bool, complex, strings, objects
+        raise DataError(f"{path}: array of shape {joints.shape} ({joints.dtype}); expected real numbers of shape "
                         f"(T, M, V, C) or (T, V, C)")
-    joints = joints.astype(np.float32)
+    with np.errstate(over="ignore"):  # a value beyond float32 becomes inf, which preprocess refuses
+        joints = joints.astype(np.float32)
     return joints[:, None] if joints.ndim == 3 else joints
 
 

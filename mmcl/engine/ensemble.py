@@ -33,9 +33,9 @@ from mmcl.io import write_json
 
 def simplex_grid(num_streams: int, step: float) -> np.ndarray:
     """All weight vectors with entries in multiples of ``step`` that sum to 1, (K, num_streams)."""
-    n = round(1 / step)
-    if abs(n * step - 1) > 1e-9:
-        raise ValueError(f"grid step must divide 1, got {step}")
+    n = round(1 / step) if 0 < step <= 1 else 0
+    if n < 1 or abs(n * step - 1) > 1e-9:
+        raise ConfigError(f"--step {step}: the grid step must divide 1 (0.1, 0.05, ...)")
     rows = [c for c in itertools.product(range(n + 1), repeat=num_streams) if sum(c) == n]
     return np.asarray(rows, dtype=np.float64) / n
 
@@ -67,9 +67,9 @@ def _aligned(runs: Sequence[Path], split: str) -> list[Scores]:
     order_ref = np.argsort(ref.names)
     for run, s in zip(runs, loaded):
         if sorted(s.names) != sorted(ref.names):
-            raise ValueError(f"{run}: its {split} samples differ from those of {runs[0]}")
+            raise DataError(f"{run}: its {split} samples differ from those of {runs[0]}")
         if s.class_names != ref.class_names:
-            raise ValueError(f"{run}: its class names differ from those of {runs[0]}")
+            raise DataError(f"{run}: its class names differ from those of {runs[0]}")
     out = []
     for s in loaded:
         order = np.argsort(s.names)
@@ -121,6 +121,8 @@ def run(args: argparse.Namespace) -> int:
     for option, given in (("--weights", args.weights), ("--compare-weights", args.compare_weights)):
         if given is not None and len(given) != len(args.runs):
             raise ConfigError(f"{option}: {len(given)} weights for {len(args.runs)} runs")
+        if given is not None and not np.isfinite(given).all():
+            raise ConfigError(f"{option}: {given} must be finite numbers")
     val = _aligned(args.runs, "val")
     if args.weights is not None:
         weights, chosen = np.asarray(args.weights, dtype=np.float64), "given"

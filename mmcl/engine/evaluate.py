@@ -12,8 +12,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import numpy as np
 from accelerate import Accelerator
 
+from mmcl.cli import non_negative_int, positive_int
 from mmcl.config import DataConfig, from_yaml
 from mmcl.data.longtail import read_longtail
 from mmcl.data.prepared import PreparedData
@@ -21,6 +23,7 @@ from mmcl.data.streams import skeleton_channels
 from mmcl.engine.data import build_dataset, build_loader, model_input, trained_class_counts
 from mmcl.engine.metrics import classification_report, format_longtail, longtail_report, save_scores, write_report
 from mmcl.engine.trainer import predict
+from mmcl.errors import CheckpointError
 from mmcl.models.checkpoint import CheckpointInfo, load_checkpoint
 
 
@@ -41,7 +44,7 @@ def check_compatible(info: CheckpointInfo, data: PreparedData, data_cfg: DataCon
                         f"{info.num_classes} ({', '.join(info.class_names[:3])}, ...); for another label space use "
                         f"`mmcl zeroshot`")
     if problems:
-        raise ValueError(f"{data.root} does not fit {checkpoint}: " + "; ".join(problems))
+        raise CheckpointError(f"{data.root} does not fit {checkpoint}: " + "; ".join(problems))
 
 
 def evaluate(checkpoint: str | Path, data_root: str | Path, split: str = "test", out: str | Path | None = None,
@@ -57,6 +60,9 @@ def evaluate(checkpoint: str | Path, data_root: str | Path, split: str = "test",
                           num_workers)
     model, loader = accelerator.prepare(model, loader)
     scores, labels, indices = predict(model, loader, accelerator, desc=f"{split}")
+    if not np.isfinite(scores).all():
+        raise CheckpointError(f"{checkpoint} gives NaN or inf scores on {data.root} [{split}] (finite weights and "
+                              f"inputs: the model overflows); no metrics are written")
     metrics: dict = {}
     if accelerator.is_main_process:
         out = Path(out) if out else checkpoint.parent / f"eval-{data.root.name}"
@@ -80,10 +86,10 @@ def evaluate(checkpoint: str | Path, data_root: str | Path, split: str = "test",
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True, type=Path, help="deployable checkpoint (.safetensors)")
     parser.add_argument("--data", required=True, type=Path, help="prepared dataset directory")
-    parser.add_argument("--split", default="test", help="train | val | test")
+    parser.add_argument("--split", default="test", choices=("train", "val", "test"))
     parser.add_argument("--out", type=Path, default=None, help="output directory (default: next to the checkpoint)")
-    parser.add_argument("--batch-size", type=int, default=None)
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--batch-size", type=positive_int, default=None)
+    parser.add_argument("--workers", type=non_negative_int, default=2)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -4,12 +4,14 @@ many / medium / few-shot accuracy with a per-class accuracy plot ordered by trai
 from __future__ import annotations
 
 import os
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
+from mmcl.errors import DataError
 from mmcl.io import atomic_path, write_json
 
 
@@ -113,15 +115,32 @@ class Scores:
 
 
 def load_scores(path: str | os.PathLike) -> Scores:
-    """Read a scores file written by :func:`save_scores`."""
+    """Read a scores file written by :func:`save_scores`; a corrupt, foreign or non-finite one is a
+    :class:`mmcl.errors.DataError` naming it."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"scores file not found: {path}")
-    with np.load(path) as f:
-        missing = {"names", "labels", "scores", "class_names"} - set(f.files)
-        if missing:
-            raise ValueError(f"{path} is not an mmcl scores file: missing {sorted(missing)}")
-        return Scores(list(f["names"]), f["labels"], f["scores"], list(f["class_names"]))
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            missing = {"names", "labels", "scores", "class_names"} - set(f.files)
+            if missing:
+                raise DataError(f"{path} is not an mmcl scores file: missing {sorted(missing)}")
+            names, labels, scores, class_names = (f[k] for k in ("names", "labels", "scores", "class_names"))
+    except DataError:
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as e:
+        raise DataError(f"{path}: not a readable scores file ({type(e).__name__}: {e})") from None
+    n = len(names)
+    if (scores.ndim != 2 or scores.dtype.kind != "f" or labels.shape != (n,) or labels.dtype.kind not in "iu"
+            or scores.shape != (n, len(class_names)) or names.dtype.kind != "U" or class_names.dtype.kind != "U"):
+        raise DataError(f"{path}: scores {scores.shape} {scores.dtype}, labels {labels.shape} {labels.dtype}, "
+                        f"{n} names and {len(class_names)} class names do not fit together")
+    if n and not (0 <= labels.min() and labels.max() < len(class_names)):
+        raise DataError(f"{path}: labels outside 0..{len(class_names) - 1}")
+    if not np.isfinite(scores).all():
+        rows = np.flatnonzero(~np.isfinite(scores).all(1))
+        raise DataError(f"{path}: scores of {len(rows)} sample(s) are NaN or inf ({', '.join(names[rows[:3]])})")
+    return Scores(list(names), labels, scores, list(class_names))
 
 
 def write_report(out_dir: str | os.PathLike, prefix: str, report: ClassificationReport,

@@ -49,6 +49,7 @@ from mmcl.data.streams import input_channels, stream_model_args
 from mmcl.engine.data import build_dataset, build_loader, model_input, resolve_data_root, trained_class_counts
 from mmcl.engine.metrics import classification_report, format_longtail, longtail_report, save_scores, write_report
 from mmcl.engine.module import TrainModule
+from mmcl.errors import DataError
 from mmcl.io import atomic_path, atomic_write_text, replace_dir, write_json
 from mmcl.models import create_model
 from mmcl.models.checkpoint import CheckpointInfo, init_from_checkpoint, save_checkpoint
@@ -120,6 +121,11 @@ def predict(model: torch.nn.Module, loader, accelerator: Accelerator, desc: str 
     model.eval()
     scores, labels, indices = [], [], []
     for batch in tqdm(loader, desc=desc, leave=False, disable=not accelerator.is_local_main_process):
+        finite = torch.isfinite(batch["skeleton"]).flatten(1).all(1)
+        if not finite.all():
+            names = [n for n, ok in zip(batch["name"], finite.tolist()) if not ok]
+            raise DataError(f"{desc}: the input of sample(s) {', '.join(names[:5])} holds NaN or inf; a prepared "
+                            f"dataset written by mmcl never does (prepare it again)")
         with accelerator.autocast():
             logits = model(batch["skeleton"])
         logits, label, index = accelerator.gather_for_metrics((logits.float(), batch["label"], batch["index"]))
@@ -191,20 +197,17 @@ class Run:
 def setup(cfg: TrainConfig, resume: str | Path | None = None) -> Run:
     """The run directory, accelerator, data, model, co-learning heads, optimizer and loaders of a run (restored from
     ``resume``'s ``state/`` when given). The prepared data and teacher features must exist (the entry point makes
-    the demo's: :func:`mmcl.engine.demo.prepare_demo`)."""
-    data_root = resolve_data_root(cfg.data)
+    the demo's: :func:`mmcl.engine.demo.prepare_demo`). Everything a run reads is opened and checked before its
+    directory is made, so a run that cannot start leaves nothing behind."""
+    data = PreparedData(resolve_data_root(cfg.data))
     run_dir = Path(resume) if resume else resolve_run_dir(cfg)
     if resume and not (run_dir / "state").is_dir():
         raise FileNotFoundError(f"nothing to resume in {run_dir}: no state/ directory")
     PartialState().wait_for_everyone()  # every process has chosen the same run directory before any creates it
     accelerator = _accelerator(cfg, run_dir)
-    if accelerator.is_main_process:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(run_dir / "config.yaml", to_yaml(cfg))
     _seed_everything(cfg.seed, cfg.deterministic)
     _set_cpu_threads(accelerator, cfg.cpu_threads)
 
-    data = PreparedData(data_root)
     train_set = build_dataset(data, cfg.data, "train", train=True, seed=cfg.seed)
     val_set = build_dataset(data, cfg.data, "val", train=False)
     layout, num_person = model_input(data, cfg.data)
@@ -228,6 +231,10 @@ def setup(cfg: TrainConfig, resume: str | Path | None = None) -> Run:
     if resume:
         accelerator.load_state(str(run_dir / "state"))
         accelerator.print(f"resumed {run_dir} after epoch {state.epoch}")
+    if accelerator.is_main_process:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run_dir / "config.yaml", to_yaml(cfg))
+    accelerator.wait_for_everyone()
     accelerator.init_trackers("tensorboard")
     deployable = accelerator.unwrap_model(module).deployable()
     accelerator.print(f"run {run_dir}: {len(train_set)} train / {len(val_set)} val samples, "

@@ -175,7 +175,24 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, info: CheckpointI
 
 def read_checkpoint_info(path: str | os.PathLike) -> CheckpointInfo:
     """The metadata of a deployable checkpoint, without loading its tensors."""
-    return CheckpointInfo.from_metadata(read_metadata(path, FORMAT))
+    meta = read_metadata(path, FORMAT)
+    try:
+        return CheckpointInfo.from_metadata(meta)
+    except (KeyError, ValueError, TypeError) as e:
+        raise CheckpointError(f"{path}: its metadata is incomplete or corrupt ({type(e).__name__}: {e})") from None
+
+
+def read_weights(path: str | os.PathLike) -> dict[str, Tensor]:
+    """The tensors of an mmcl safetensors file, every floating-point one finite; errors name the file and tensor."""
+    try:
+        weights = load_file(str(path))
+    except Exception as e:  # safetensors' SafetensorError (truncated, corrupt header), OSError
+        raise CheckpointError(f"{path}: cannot read its tensors ({type(e).__name__}: {e})") from None
+    bad = [k for k, v in weights.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise CheckpointError(f"{path}: tensor(s) {', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''} hold NaN or "
+                              f"inf; a model with such weights gives no meaningful result (a run that diverged?)")
+    return weights
 
 
 def build_model(info: CheckpointInfo) -> nn.Module:
@@ -187,9 +204,22 @@ def build_model(info: CheckpointInfo) -> nn.Module:
 def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[nn.Module, CheckpointInfo]:
     """Rebuild the model of a deployable checkpoint and load its weights (strict), in eval mode."""
     info = read_checkpoint_info(path)
-    model = build_model(info)
-    load_state_dict_flexible(model, load_file(str(path)), strict=True)
+    try:
+        model = build_model(info)
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{path}: its metadata names a model the registry cannot build ({e})") from None
+    _load_strict(model, read_weights(path), path)
     return model.to(device).eval(), info
+
+
+def _load_strict(model: nn.Module, weights: Mapping[str, Tensor], path: str | os.PathLike) -> None:
+    try:
+        load_state_dict_flexible(model, weights, strict=True)
+    except CheckpointError as e:  # shape mismatches
+        raise CheckpointError(f"{path}: {e}") from None
+    except RuntimeError as e:  # missing / unexpected keys
+        raise CheckpointError(f"{path} does not fit {type(model).__name__}: "
+                              f"{' '.join(str(e).split())[:300]}") from None
 
 
 def init_from_checkpoint(model: nn.Module, path: str | os.PathLike, stream: str | None = None) -> list[str]:
@@ -204,14 +234,14 @@ def init_from_checkpoint(model: nn.Module, path: str | os.PathLike, stream: str 
     info = read_checkpoint_info(path)
     if stream is not None and info.stream != stream:
         raise CheckpointError(f"{path} was trained on the {info.stream!r} stream; this run reads {stream!r}")
-    weights = load_file(str(path))
+    weights = read_weights(path)
     own = model.state_dict()
     encoder = "pretrain" in info.extra
     skipped = [k for k in ("fc.weight", "fc.bias")
                if k in weights and k in own and (encoder or weights[k].shape != own[k].shape)]
     for k in skipped:
         weights[k] = own[k]
-    load_state_dict_flexible(model, weights, strict=True)
+    _load_strict(model, weights, path)
     if skipped:
         why = f"a {info.extra['pretrain']} encoder" if encoder else f"{info.num_classes} classes"
         print(f"initialised from {path} ({why}); the classifier is new for {own['fc.weight'].shape[0]} classes")
