@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
 import shutil
 from pathlib import Path
 from typing import Callable
@@ -14,7 +15,7 @@ import numpy as np
 import pytest
 from safetensors import safe_open
 from safetensors.numpy import load_file, save_file
-from test_hostile_inputs import Case, RunsCode, assert_one_line_error, corruptions
+from test_hostile_inputs import PROGRESS_BAR, Case, RunsCode, assert_one_line_error, corruptions, run_cli
 
 from conftest import TINY_TRAIN, write_tiny_prepared
 
@@ -310,3 +311,37 @@ def _sample(tiny_prepared, tiny_run):
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_bad_run_input_is_a_one_line_error(name, tmp_path, capsys):
     assert_one_line_error(CASES[name], tmp_path, capsys)
+
+
+def test_a_diverging_run_stops_at_the_first_non_finite_loss(tmp_path, capsys):
+    """lr 1e8: the weights are NaN after epoch 1's last step (its losses were finite); validation stops the run,
+    naming the learning rate; no checkpoint, no metrics."""
+    code, err = run_cli(["train", f"data.root={TINY['prepared']}", f"output_dir={tmp_path}", "name=div",
+                         *TINY_TRAIN, "optim.epochs=2", "optim.lr=1e8"], capsys)
+    lines = [line for line in re.split(r"[\r\n]", err) if line.strip() and not PROGRESS_BAR.search(line)]
+    assert code == 2 and len(lines) == 1, err
+    assert "validation scores after epoch 1 are not finite" in err and "optim.lr = 100000000.0" in err, err
+    assert "nothing was saved" in err
+    assert not any((tmp_path / "div").glob("*.safetensors")) and not (tmp_path / "div" / "metrics.json").exists()
+
+
+def test_a_run_diverging_after_an_epoch_keeps_that_epoch(tmp_path, capsys, monkeypatch):
+    """The learning rate of epoch 2 makes the weights, then the loss, NaN (its second step, the run's fourth): the
+    error names the step and the cause; the checkpoint and state of epoch 1 stay what epoch 1 wrote, resumable."""
+    from mmcl.engine import trainer
+
+    schedule = trainer.learning_rate
+    monkeypatch.setattr(trainer, "learning_rate", lambda cfg, epoch: schedule(cfg, epoch) if epoch == 0 else np.nan)
+    run = tmp_path / "r"
+    code, err = run_cli(["train", f"data.root={TINY['prepared']}", f"output_dir={tmp_path}", "name=r", *TINY_TRAIN,
+                         "optim.epochs=3"], capsys)
+    assert code == 2 and "non-finite loss at step 4 (epoch 2" in err and "learning rate" in err, err
+    assert f"Kept: {run / 'last.safetensors'}" in err and "epoch 1" in err
+    assert not (run / "metrics.json").exists()
+    from mmcl.models.checkpoint import load_checkpoint
+
+    assert load_checkpoint(run / "last.safetensors")[1].extra["epoch"] == 1
+    monkeypatch.setattr(trainer, "learning_rate", schedule)
+    code, err = run_cli(["train", "--resume", str(run)], capsys)
+    assert code == 0, err
+    assert [h["epoch"] for h in json.loads((run / "history.json").read_text())["history"]] == [1, 2, 3]

@@ -49,7 +49,7 @@ from mmcl.data.streams import input_channels, stream_model_args
 from mmcl.engine.data import build_dataset, build_loader, model_input, resolve_data_root, trained_class_counts
 from mmcl.engine.metrics import classification_report, format_longtail, longtail_report, save_scores, write_report
 from mmcl.engine.module import TrainModule
-from mmcl.errors import DataError
+from mmcl.errors import DataError, MmclError
 from mmcl.io import atomic_path, atomic_write_text, replace_dir, write_json
 from mmcl.models import create_model
 from mmcl.models.checkpoint import CheckpointInfo, init_from_checkpoint, save_checkpoint
@@ -308,6 +308,8 @@ def train_one_epoch(run: Run, epoch: int) -> dict:
         with accelerator.accumulate(run.module):
             out = run.module(batch)
             clock.lap("forward")
+            if not _all_finite(accelerator, out["loss"]):
+                raise NonFiniteError(_divergence_report(run, epoch, state.global_step + 1, lr, out, batch))
             accelerator.backward(out["loss"])
             clock.lap("backward")
             run.optimizer.step()
@@ -337,6 +339,10 @@ def validate(run: Run, record: dict) -> None:
     accelerator, state = run.accelerator, run.state
     start = time.perf_counter()
     scores, labels, _ = predict(run.deployable, run.val_loader, accelerator, desc="val")
+    if not np.isfinite(scores).all():
+        raise NonFiniteError(f"the validation scores after epoch {record['epoch']} are not finite: the weights "
+                             f"diverged in the epoch's last steps (lower optim.lr = {run.cfg.optim.lr}?). "
+                             f"{_last_good(run)}")
     record["val_top1"] = float((scores.argmax(1) == labels).mean())
     accelerator.log({"val/top1": record["val_top1"]}, step=state.global_step)
     if record["val_top1"] > state.best_val_top1:
@@ -351,6 +357,12 @@ def validate(run: Run, record: dict) -> None:
 
 def finish_epoch(run: Run, record: dict) -> None:
     """Record the epoch in the history, write ``last.safetensors`` and the state ``--resume`` continues from."""
+    bad = [name for name, p in run.accelerator.unwrap_model(run.module).named_parameters()
+           if not torch.isfinite(p).all()]
+    if bad:
+        raise NonFiniteError(f"after epoch {record['epoch']} the weights hold NaN or inf ({', '.join(bad[:3])}"
+                             f"{' ...' if len(bad) > 3 else ''}): training diverged (lower optim.lr = "
+                             f"{run.cfg.optim.lr}?). {_last_good(run)}")
     start = time.perf_counter()
     run.state.history.append(record)
     run.state.epoch = record["epoch"] - 1
@@ -364,6 +376,49 @@ def finish_epoch(run: Run, record: dict) -> None:
     run.accelerator.print(f"epoch {record['epoch']}/{run.cfg.optim.epochs}: loss {record['train_loss']:.4f}, "
                           f"train top-1 {100 * record['train_top1']:.2f}%{val_text}, lr {record['lr']:.4g}; "
                           f"{sum(record['time_s'].values()):.1f} s ({split})")
+
+
+class NonFiniteError(MmclError, FloatingPointError):
+    """Training produced a NaN or inf (loss, scores or weights); the message names the step, the likely cause and
+    the last good checkpoint, which is kept."""
+
+
+def _all_finite(accelerator: Accelerator, loss: torch.Tensor) -> bool:
+    """Whether the loss is finite on every process (they stop together, or none waits forever for the others)."""
+    finite = torch.isfinite(loss.detach()).all().reshape(1)
+    if accelerator.num_processes > 1:
+        finite = accelerator.gather(finite)
+    return bool(finite.all())
+
+
+def _divergence_report(run: Run, epoch: int, step: int, lr: float, out: dict, batch: dict) -> str:
+    """What went non-finite at ``step``, the likely cause, and what is kept."""
+    parts = ", ".join(f"{k} {v.item():.4g}" for k, v in out["losses"].items())
+    teacher = [k for k in ("visual", "text") if k in batch and not torch.isfinite(batch[k]).all()]
+    if teacher:
+        cause = (f"the teacher features: this batch's {' and '.join(teacher)} features hold NaN or inf (samples "
+                 f"{', '.join(n for n, ok in zip(batch['name'], _finite_rows(batch, teacher)) if not ok)[:200]}); "
+                 f"precompute the teacher cache again")
+    elif not torch.isfinite(out["losses"]["cls"]).all():
+        cause = (f"the learning rate: the classification loss diverged at lr {lr:.4g} (optim.lr = "
+                 f"{run.cfg.optim.lr}); lower optim.lr")
+    else:
+        bad = [k for k, v in out["losses"].items() if not torch.isfinite(v).all()]
+        cause = (f"the co-learning loss {', '.join(bad)} (teacher features or its weight colearn.<head>.weight); "
+                 f"check the teacher cache, or lower the head's weight or optim.lr = {run.cfg.optim.lr}")
+    return (f"non-finite loss at step {step} (epoch {epoch + 1}, lr {lr:.4g}): {parts}. Likely cause: {cause}. "
+            f"{_last_good(run)}")
+
+
+def _finite_rows(batch: dict, keys: list[str]) -> list[bool]:
+    return [all(torch.isfinite(batch[k][i]).all() for k in keys) for i in range(len(batch["label"]))]
+
+
+def _last_good(run: Run) -> str:
+    if run.state.epoch < 0:
+        return "No epoch had finished: nothing was saved."
+    return (f"Kept: {run.run_dir / 'last.safetensors'} and state/ of epoch {run.state.epoch + 1}; fix the cause and "
+            f"continue with `mmcl train --resume {run.run_dir} key=value ...`.")
 
 
 def train(cfg: TrainConfig, resume: str | Path | None = None) -> dict:
