@@ -1,6 +1,6 @@
-"""Bad inputs to the commands that use a run: ``mmcl train`` (its data, its initial checkpoint), ``mmcl eval``,
-``mmcl predict`` and ``mmcl ensemble``. Each ends in one line naming the file and what is wrong, with nothing else
-changed: no run folder, no metrics."""
+"""Bad inputs to the commands that use a run: ``mmcl train`` (its data, its initial checkpoint, ``--resume``),
+``mmcl eval``, ``mmcl predict`` and ``mmcl ensemble``. Each ends in one line naming the file and what is wrong, with
+nothing else changed: no run folder, no metrics; a crafted pickle in a run's state runs nothing."""
 
 from __future__ import annotations
 
@@ -115,6 +115,74 @@ def train_cases() -> dict[str, Case]:
         lambda d: train(d, f"data.root={TINY['prepared']}", "colearn.fam.enabled=true",
                         f"colearn.teacher.cache={d / 'cache'}"), ("{tmp}/cache",))
     return cases
+
+
+# ------------------------------------------------------------------------------------------------ --resume
+
+def resume_cases() -> dict[str, Case]:
+    def resume(edit: Callable[[Path], None]) -> Callable[[Path], list[str]]:
+        def make(d: Path) -> list[str]:
+            run = copy_run(d)
+            edit(run / "state")
+            return ["train", "--resume", str(run)]
+        return make
+
+    def corrupt(file: str, kind: str) -> Callable[[Path], None]:
+        return lambda state: (state / file).write_bytes(corruptions((state / file).read_bytes())[kind])
+
+    cases = {
+        "resume-missing-dir": Case(lambda d: ["train", "--resume", str(d / "nowhere")], ("{tmp}/nowhere",)),
+        "resume-not-a-run": Case(lambda d: (d / "empty").mkdir() or ["train", "--resume", str(d / "empty")],
+                                 ("{tmp}/empty", "config.yaml")),
+        "resume-state-deleted": Case(resume(lambda state: shutil.rmtree(state)), ("{tmp}/run", "no state/")),
+    }
+    for file in ("optimizer.bin", "random_states_0.pkl", "model.safetensors", "trainer_state.json"):
+        for kind in ("empty", "truncated", "random"):
+            cases[f"resume-{file.split('.')[0]}-{kind}"] = Case(resume(corrupt(file, kind)), ("{tmp}/run/state",))
+        cases[f"resume-{file.split('.')[0]}-missing"] = Case(resume(lambda state, f=file: (state / f).unlink()),
+                                                             (f"{{tmp}}/run/state", file))
+    cases["resume-trainer-state-fields"] = Case(
+        resume(lambda state: (state / "trainer_state.json").write_text('{"epoch": "one"}')),
+        ("{tmp}/run/state/trainer_state.json",))
+    cases["resume-model-of-another-shape"] = Case(
+        resume(lambda state: rewrite_checkpoint(state / "model.safetensors", state / "model.safetensors",
+                                                lambda t, m: t.update({k: t[k][:1] for k in t if "fc" in k}))),
+        ("{tmp}/run/state",))
+    return cases
+
+
+def test_a_crafted_pickle_in_a_run_state_runs_nothing(tmp_path, capsys):
+    """Planted in the state where a pickle is read (optimizer, RNG states), or as the custom-object pickle an
+    earlier mmcl wrote (with or without the JSON state beside it): refused, naming the file; the command never
+    runs."""
+    marker = tmp_path / "ran"
+    for file, drop_json in (("optimizer.bin", False), ("random_states_0.pkl", False),
+                            ("custom_checkpoint_0.pkl", False), ("custom_checkpoint_0.pkl", True)):
+        for protocol in (2, 4):
+            run = tmp_path / f"run-{file}-{drop_json}-{protocol}"
+            shutil.copytree(TINY["run"], run)
+            (run / "state" / file).write_bytes(pickle.dumps({"state": RunsCode(marker)}, protocol=protocol))
+            if drop_json:
+                (run / "state" / "trainer_state.json").unlink()
+            code, err = run_cli(["train", "--resume", str(run)], capsys)
+            assert code == 2 and str(run / "state") in err and len(err.strip().splitlines()) == 1, err
+            assert not marker.exists()
+
+
+def test_a_state_written_with_the_pickled_trainer_state_resumes(tmp_path, capsys):
+    """An earlier mmcl's state (trainer progress in custom_checkpoint_0.pkl) is read with weights_only=True and
+    converted; the run continues from it."""
+    import torch
+
+    run = Path(shutil.copytree(TINY["run"], tmp_path / "run"))
+    state = json.loads((run / "state" / "trainer_state.json").read_text())
+    (run / "state" / "trainer_state.json").unlink()
+    torch.save(state, run / "state" / "custom_checkpoint_0.pkl")
+    code, err = run_cli(["train", "--resume", str(run), "optim.epochs=2"], capsys)
+    assert code == 0, err
+    assert sorted(p.name for p in (run / "state").iterdir()) == [
+        "model.safetensors", "optimizer.bin", "random_states_0.pkl", "trainer_state.json"]
+    assert [h["epoch"] for h in json.loads((run / "history.json").read_text())["history"]] == [1, 2]
 
 
 # ------------------------------------------------------------------------------------------------ mmcl eval
@@ -296,7 +364,7 @@ def ensemble_cases() -> dict[str, Case]:
     return cases
 
 
-CASES = {**train_cases(), **checkpoint_cases("eval"), **checkpoint_cases("predict"),
+CASES = {**train_cases(), **resume_cases(), **checkpoint_cases("eval"), **checkpoint_cases("predict"),
          **eval_data_cases(), **predict_cases(), **ensemble_cases()}
 
 
@@ -337,7 +405,8 @@ def test_a_run_diverging_after_an_epoch_keeps_that_epoch(tmp_path, capsys, monke
                          "optim.epochs=3"], capsys)
     assert code == 2 and "non-finite loss at step 4 (epoch 2" in err and "learning rate" in err, err
     assert f"Kept: {run / 'last.safetensors'}" in err and "epoch 1" in err
-    assert not (run / "metrics.json").exists()
+    state = json.loads((run / "state" / "trainer_state.json").read_text())
+    assert state["epoch"] == 0 and not (run / "metrics.json").exists()
     from mmcl.models.checkpoint import load_checkpoint
 
     assert load_checkpoint(run / "last.safetensors")[1].extra["epoch"] == 1
@@ -345,3 +414,16 @@ def test_a_run_diverging_after_an_epoch_keeps_that_epoch(tmp_path, capsys, monke
     code, err = run_cli(["train", "--resume", str(run)], capsys)
     assert code == 0, err
     assert [h["epoch"] for h in json.loads((run / "history.json").read_text())["history"]] == [1, 2, 3]
+
+
+def test_a_run_killed_before_its_first_epoch_ended_restarts(tmp_path, capsys):
+    """Only config.yaml and partial logs exist: --resume says so and restarts it from the start, in place."""
+    run = tmp_path / "early"
+    (run / "tensorboard").mkdir(parents=True)
+    (run / "tensorboard" / "events.out.tfevents.killed").write_text("partial")
+    shutil.copy(TINY["run"] / "config.yaml", run / "config.yaml")
+    code, err = run_cli(["train", "--resume", str(run)], capsys)
+    assert code == 0, err
+    assert not (run / "tensorboard" / "events.out.tfevents.killed").exists()
+    assert (run / "metrics.json").is_file() and (run / "state" / "trainer_state.json").is_file()
+    assert [p.name for p in tmp_path.iterdir()] == ["early"]

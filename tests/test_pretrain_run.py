@@ -51,16 +51,16 @@ def test_pretraining_resumes_bit_for_bit_after_a_kill(method, small_prepared, tm
     if method == "halp":  # epoch 1 is MoCo, epoch 2 adds the hallucinated positives
         assert "halp" not in history[0]["losses"] and "halp" in history[1]["losses"]
 
-    save_state = pretrain_run._save_state
+    save_state = pretrain_run.save_state
 
-    def save_then_die(accelerator, directory):
-        save_state(accelerator, directory)
+    def save_then_die(accelerator, directory, state):
+        save_state(accelerator, directory, state)
         raise KeyboardInterrupt("simulated kill after epoch 1")
 
-    monkeypatch.setattr(pretrain_run, "_save_state", save_then_die)
+    monkeypatch.setattr(pretrain_run, "save_state", save_then_die)
     with pytest.raises(KeyboardInterrupt):
         pretrain(small_config(small_prepared, tmp_path / "killed", method))
-    monkeypatch.setattr(pretrain_run, "_save_state", save_state)
+    monkeypatch.setattr(pretrain_run, "save_state", save_state)
     killed = tmp_path / "killed" / "small"
     assert not (killed / "metrics.json").exists()
     assert main(["pretrain", "--resume", str(killed)]) == 0

@@ -60,18 +60,18 @@ def test_resume_continues_bit_for_bit(small_prepared, tmp_path, monkeypatch):
     straight = tmp_path / "straight"
     train(small_config(small_prepared, straight, "optim.epochs=2"))
 
-    save_state = trainer._save_state
+    save_state = trainer.save_state
     calls = []
 
-    def save_then_die(accelerator, run_dir):
-        save_state(accelerator, run_dir)
+    def save_then_die(accelerator, run_dir, state):
+        save_state(accelerator, run_dir, state)
         calls.append(run_dir)
         raise KeyboardInterrupt("simulated kill after epoch 1")
 
-    monkeypatch.setattr(trainer, "_save_state", save_then_die)
+    monkeypatch.setattr(trainer, "save_state", save_then_die)
     with pytest.raises(KeyboardInterrupt):
         train(small_config(small_prepared, tmp_path / "killed", "optim.epochs=2"))
-    monkeypatch.setattr(trainer, "_save_state", save_state)
+    monkeypatch.setattr(trainer, "save_state", save_state)
     run_dir = tmp_path / "killed" / "small"
     assert not (run_dir / "metrics.json").exists() and len(calls) == 1
     assert main(["train", "--resume", str(run_dir)]) == 0

@@ -29,7 +29,7 @@ import math
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -49,8 +49,9 @@ from mmcl.data.streams import input_channels, stream_model_args
 from mmcl.engine.data import build_dataset, build_loader, model_input, resolve_data_root, trained_class_counts
 from mmcl.engine.metrics import classification_report, format_longtail, longtail_report, save_scores, write_report
 from mmcl.engine.module import TrainModule
-from mmcl.errors import DataError, MmclError
-from mmcl.io import atomic_path, atomic_write_text, replace_dir, write_json
+from mmcl.engine.state import TrainerState, load_state, save_state
+from mmcl.errors import CheckpointError, DataError, MmclError
+from mmcl.io import atomic_path, atomic_write_text, write_json
 from mmcl.models import create_model
 from mmcl.models.checkpoint import CheckpointInfo, init_from_checkpoint, save_checkpoint
 from mmcl.paths import configs_dir
@@ -69,24 +70,6 @@ def learning_rate(cfg: OptimConfig, epoch: int) -> float:
         progress = (epoch - cfg.warmup_epochs) / span
         return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * progress))
     raise ValueError(f"optim.scheduler must be 'step' or 'cosine', got {cfg.scheduler!r}")
-
-
-@dataclass
-class TrainerState:
-    """Progress saved with the training state (``accelerator.register_for_checkpointing``)."""
-
-    epoch: int = -1  # last finished epoch
-    best_epoch: int = -1
-    best_val_top1: float = -1.0
-    global_step: int = 0
-    history: list[dict] = field(default_factory=list)
-
-    def state_dict(self) -> dict:
-        return asdict(self)
-
-    def load_state_dict(self, state: dict) -> None:
-        for k, v in state.items():
-            setattr(self, k, v)
 
 
 def resolve_run_dir(cfg: TrainConfig) -> Path:
@@ -133,19 +116,6 @@ def predict(model: torch.nn.Module, loader, accelerator: Accelerator, desc: str 
         labels.append(label.cpu().numpy())
         indices.append(index.cpu().numpy())
     return np.concatenate(scores), np.concatenate(labels), np.concatenate(indices)
-
-
-def _save_state(accelerator: Accelerator, run_dir: Path) -> None:
-    """Replace ``run_dir/state`` atomically with the current training state."""
-    tmp = run_dir / "state.tmp"
-    if accelerator.is_main_process and tmp.exists():
-        shutil.rmtree(tmp)
-    accelerator.wait_for_everyone()
-    accelerator.save_state(str(tmp), safe_serialization=True)
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        replace_dir(tmp, run_dir / "state")
-    accelerator.wait_for_everyone()
 
 
 def _plot_history(history: list[dict], path: Path) -> None:
@@ -200,9 +170,7 @@ def setup(cfg: TrainConfig, resume: str | Path | None = None) -> Run:
     the demo's: :func:`mmcl.engine.demo.prepare_demo`). Everything a run reads is opened and checked before its
     directory is made, so a run that cannot start leaves nothing behind."""
     data = PreparedData(resolve_data_root(cfg.data))
-    run_dir = Path(resume) if resume else resolve_run_dir(cfg)
-    if resume and not (run_dir / "state").is_dir():
-        raise FileNotFoundError(f"nothing to resume in {run_dir}: no state/ directory")
+    run_dir, restart = _run_dir(cfg, resume)
     PartialState().wait_for_everyone()  # every process has chosen the same run directory before any creates it
     accelerator = _accelerator(cfg, run_dir)
     _seed_everything(cfg.seed, cfg.deterministic)
@@ -227,11 +195,16 @@ def setup(cfg: TrainConfig, resume: str | Path | None = None) -> Run:
     val_loader = build_loader(val_set, cfg.data.eval_batch_size, cfg.data.num_workers)
     module, optimizer, train_loader, val_loader = accelerator.prepare(module, optimizer, train_loader, val_loader)
     state = TrainerState()
-    accelerator.register_for_checkpointing(state)
-    if resume:
-        accelerator.load_state(str(run_dir / "state"))
-        accelerator.print(f"resumed {run_dir} after epoch {state.epoch}")
+    if resume and not restart:
+        load_state(accelerator, run_dir / "state", state)
+        accelerator.print(f"resumed {run_dir} after epoch {state.epoch + 1}")
+    elif restart:
+        accelerator.print(f"{run_dir} stopped before its first epoch ended (no state/ to resume): restarting it "
+                          f"from the start")
     if accelerator.is_main_process:
+        if restart:  # nothing to continue: the killed attempt's partial logs go
+            for partial in ("tensorboard", "state.tmp"):
+                shutil.rmtree(run_dir / partial, ignore_errors=True)
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(run_dir / "config.yaml", to_yaml(cfg))
     accelerator.wait_for_everyone()
@@ -247,6 +220,20 @@ def setup(cfg: TrainConfig, resume: str | Path | None = None) -> Run:
     brl = BRLStep(cfg.brl, trained_class_counts(data, cfg.data), layout, cfg.seed) if cfg.brl.enabled else None
     return Run(cfg, run_dir, accelerator, data, train_set, module, optimizer, train_loader, val_loader, state,
                deployable, info, brl)
+
+
+def _run_dir(cfg: TrainConfig, resume: str | Path | None) -> tuple[Path, bool]:
+    """(run directory, whether it restarts): a new ``<output_dir>/<name>``, or the run to resume; one whose first
+    epoch never ended (a ``config.yaml``, no ``state/``) restarts from the start."""
+    if not resume:
+        return resolve_run_dir(cfg), False
+    run_dir = Path(resume)
+    if (run_dir / "state").is_dir():
+        return run_dir, False
+    if (run_dir / "config.yaml").is_file() and not (run_dir / "last.safetensors").exists():
+        return run_dir, True
+    raise CheckpointError(f"nothing to resume in {run_dir}: no state/ directory"
+                          + ("" if run_dir.is_dir() else " (no such run directory)"))
 
 
 def _accelerator(cfg: TrainConfig, run_dir: Path) -> Accelerator:
@@ -369,7 +356,7 @@ def finish_epoch(run: Run, record: dict) -> None:
     if run.accelerator.is_main_process:
         save_checkpoint(run.run_dir / "last.safetensors", run.deployable,
                         _with_epoch(run.info, record["epoch"], record["val_top1"]))
-    _save_state(run.accelerator, run.run_dir)
+    save_state(run.accelerator, run.run_dir, run.state)
     record["time_s"]["checkpoint"] = round(time.perf_counter() - start, 3)  # after the state: not in its copy
     val_text = f", val top-1 {100 * record['val_top1']:.2f}%" if record["val_top1"] is not None else ""
     split = ", ".join(f"{k} {v:.1f}" for k, v in record["time_s"].items())
@@ -510,6 +497,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.resume:
         config = args.config or Path(args.resume) / "config.yaml"
+        if not Path(config).is_file():
+            raise CheckpointError(f"nothing to resume in {args.resume}: no config.yaml (not a run directory)")
     else:
         config = args.config or configs_dir() / DEFAULT_CONFIG
     cfg = load_config(config, args.overrides, checks=[check_model])

@@ -37,8 +37,9 @@ from mmcl.data.prepared import PreparedData
 from mmcl.models.checkpoint import CheckpointInfo, init_from_checkpoint, save_checkpoint
 from mmcl.engine.data import build_dataset, build_loader, model_input, resolve_data_root
 from mmcl.errors import ConfigError
-from mmcl.engine.trainer import (TrainerState, _accelerator, _save_state, _seed_everything, _set_cpu_threads,
-                                 learning_rate, predict, resolve_run_dir)
+from mmcl.engine.state import TrainerState, load_state, save_state
+from mmcl.engine.trainer import (_accelerator, _seed_everything, _set_cpu_threads, learning_rate, predict,
+                                 resolve_run_dir)
 from mmcl.io import atomic_path, atomic_write_text, write_json
 from mmcl.models import create_model
 from mmcl.paths import configs_dir
@@ -160,9 +161,8 @@ def pretrain(cfg: PretrainConfig, resume: str | Path | None = None) -> dict:
     module, optimizer, train_loader = accelerator.prepare(module, optimizer, train_loader)
     monitor_loaders = {k: accelerator.prepare_data_loader(v) for k, v in monitor_loaders.items()}
     state = TrainerState()
-    accelerator.register_for_checkpointing(state)
     if resume:
-        accelerator.load_state(str(run_dir / "state"))
+        load_state(accelerator, run_dir / "state", state)
         accelerator.print(f"resumed {run_dir} after epoch {state.epoch + 1}")
     accelerator.init_trackers("tensorboard")
     unwrapped = accelerator.unwrap_model(module)
@@ -224,7 +224,7 @@ def pretrain(cfg: PretrainConfig, resume: str | Path | None = None) -> dict:
                             CheckpointInfo(**{**asdict(info), "extra": {
                                 "pretrain": cfg.method, "epoch": epoch + 1, "dataset": data.info.dataset,
                                 "data_root": str(data_root.resolve())}}))
-        _save_state(accelerator, run_dir)
+        save_state(accelerator, run_dir, state)
         monitor = f", kNN val top-1 {100 * record['knn_val_top1']:.2f}%" if record["knn_val_top1"] is not None else ""
         accelerator.print(f"epoch {epoch + 1}/{cfg.optim.epochs}: loss {record['train_loss']:.4f} "
                           f"({record['epoch_time_s']:.1f} s){monitor}, lr {lr:.4g}")
