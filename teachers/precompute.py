@@ -37,6 +37,7 @@ from tqdm.auto import tqdm
 
 from mmcl.config import to_yaml
 from mmcl.data.prepared import PreparedData, PreparedDataError
+from mmcl.workers import DieWithParent
 from teachers.cache import (CACHE_FORMAT, TIMING_KEYS, CacheError, CacheWriter, Chunk, cache_key, done_names,
                             key_hash, merge_index, read_class_strings, resolve_cache_dir, write_class_embeddings,
                             write_manifest)
@@ -113,7 +114,8 @@ def process_shard(teachers: Teachers, config: TeacherConfig, data: PreparedData,
     inputs = VideoInputs(data, mine, videos, config.video, config.llm.canvas, teachers.clip.preprocess,
                          config.runtime.video_backend)
     loader = torch.utils.data.DataLoader(inputs, batch_size=config.runtime.batch_size,
-                                         num_workers=config.runtime.num_workers, collate_fn=list)
+                                         num_workers=config.runtime.num_workers, collate_fn=list,
+                                         worker_init_fn=DieWithParent() if config.runtime.num_workers else None)
     bar = tqdm(total=len(mine), unit="sample", desc=f"teachers, rank {rank}/{world_size}",
                disable=not show_progress, dynamic_ncols=True)
     chunk = Chunk()

@@ -15,6 +15,7 @@ from mmcl.data.prepared import PreparedData
 from mmcl.data.subsets import stratified_subset
 from mmcl.errors import ConfigError
 from mmcl.paths import cache_dir
+from mmcl.workers import DieWithParent
 
 
 def synthetic_paths(seed: int) -> tuple[Path, Path]:
@@ -124,8 +125,9 @@ class EpochShuffleSampler(Sampler[int]):
 
 def build_loader(dataset: Dataset, batch_size: int, num_workers: int, shuffle_seed: int | None = None,
                  drop_last: bool = False) -> DataLoader:
-    """A loader; with ``shuffle_seed`` the order is an :class:`EpochShuffleSampler` permutation."""
+    """A loader; with ``shuffle_seed`` the order is an :class:`EpochShuffleSampler` permutation. Its workers die
+    with the process (:class:`mmcl.workers.DieWithParent`)."""
     sampler = EpochShuffleSampler(len(dataset), shuffle_seed) if shuffle_seed is not None else None
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, shuffle=False, num_workers=num_workers,
-                      drop_last=drop_last, pin_memory=torch.cuda.is_available(),
-                      persistent_workers=False)
+                      drop_last=drop_last, pin_memory=torch.cuda.is_available(), persistent_workers=False,
+                      worker_init_fn=DieWithParent() if num_workers else None)

@@ -33,6 +33,7 @@ from mmcl.data.prepared import SPLIT_NAMES, PreparedData
 from mmcl.data.streams import skeleton_channels
 from mmcl.engine.metrics import topk_accuracy
 from mmcl.models.checkpoint import CheckpointInfo
+from mmcl.workers import DieWithParent
 from mmcl.zeroshot.labelmap import LabelMapping
 
 SPLITS = ("all", *SPLIT_NAMES)
@@ -88,7 +89,8 @@ def extract(model: torch.nn.Module, dataset: Dataset, batch_size: int = 64, num_
     if not hasattr(model, "forward_features"):
         raise ValueError(f"{type(model).__name__} has no forward_features(); zero-shot needs the global feature too")
     model = model.to(device).eval()
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                        worker_init_fn=DieWithParent() if num_workers else None)
     indices, names, labels, logits, features = [], [], [], [], []
     for batch in tqdm(loader, desc="zero-shot", unit="batch", leave=False):
         out = model.forward_features(batch["skeleton"].to(device))
