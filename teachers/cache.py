@@ -184,6 +184,9 @@ class Chunk:
         person crop fell back to the full frame, if it did."""
         if len(answers) != len(text):
             raise ValueError(f"sample {name!r}: {len(answers)} answers for {len(text)} text vectors")
+        if not (np.isfinite(visual).all() and np.isfinite(text).all()):
+            self.fail(name, "the teachers' features hold NaN or inf")  # recorded, never cached as a result
+            return
         self.names.append(name)
         self.visual.append(np.asarray(visual, np.float32))
         self.text.append(np.asarray(text, np.float32))
@@ -249,10 +252,12 @@ class CacheWriter:
         from safetensors.numpy import save_file
 
         chunk_id = f"r{self.rank:03d}-c{self._next:05d}-{self.token}"
+        digest = None
         if chunk.names:
             with atomic_path(self.chunks / f"{chunk_id}.safetensors") as tmp:
                 save_file(chunk.tensors(), tmp)
-        record = {"id": chunk_id, "run": self.run_id, "rank": self.rank, "names": chunk.names,
+                digest = _sha256(tmp)
+        record = {"id": chunk_id, "sha256": digest, "run": self.run_id, "rank": self.rank, "names": chunk.names,
                   "failed": chunk.failed, "uncropped": chunk.uncropped,
                   "short": [n for n, s in zip(chunk.names, chunk.short) if s], "timing": chunk.timing}
         atomic_write_text(self.chunks / f"{chunk_id}.json", json.dumps(record))
@@ -284,6 +289,7 @@ def merge_index(path: str | os.PathLike) -> dict:
     path = Path(path)
     records = read_records(path)
     chunks: list[str] = []
+    sums: list[str | None] = []
     rows: dict[str, tuple[int, int]] = {}
     failures: dict[str, str] = {}
     uncropped: dict[str, str] = {}
@@ -296,6 +302,7 @@ def merge_index(path: str | os.PathLike) -> dict:
         run["samples"] += len(rec["names"])
         if rec["names"]:
             chunks.append(rec["id"])
+            sums.append(rec.get("sha256"))
         for row, name in enumerate(rec["names"]):
             if name in rows:
                 raise CacheError(f"{path}: sample {name!r} was committed twice (chunks {chunks[rows[name][0]]} "
@@ -305,7 +312,7 @@ def merge_index(path: str | os.PathLike) -> dict:
         uncropped.update((f["name"], f["reason"]) for f in rec["uncropped"])
         short.extend(rec["short"])
     failures = {n: r for n, r in failures.items() if n not in rows}
-    atomic_write_text(path / "index.json", json.dumps({"chunks": chunks, "rows": rows}))
+    atomic_write_text(path / "index.json", json.dumps({"chunks": chunks, "sha256": sums, "rows": rows}))
     return {
         "num_samples": len(rows),
         "num_failed": len(failures),
@@ -364,6 +371,7 @@ class TeacherCache:
         self._num_prompts = int(self.manifest["num_prompts"])
         self._open: OrderedDict[int, object] = OrderedDict()
         self._pid = os.getpid()
+        verify_chunks(self.path, self.manifest, index)
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -445,6 +453,71 @@ class TeacherCache:
         if descriptions is not None:
             out["descriptions"] = descriptions
         return out
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def verify_chunks(path: Path, manifest: dict, index: dict) -> None:
+    """Check every chunk of a finished cache as its index and manifest describe it: the checksum its record gave
+    (caches written before checksums: none), tensors of the manifest's shapes and dtypes, finite features, answer
+    offsets within the bytes, every answer UTF-8, index rows inside their chunk. A bad one is a :class:`CacheError`
+    naming the shard (reads the whole cache once)."""
+    from safetensors import safe_open
+
+    try:
+        k, d, p, dt = (int(manifest[key]) for key in ("num_frames", "visual_dim", "num_prompts", "text_dim"))
+        chunks, sums, rows = index["chunks"], index.get("sha256") or [None] * len(index["chunks"]), index["rows"]
+        used = [0] * len(chunks)
+        for chunk, row in rows.values():
+            used[chunk] = max(used[chunk], int(row) + 1)
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
+        raise CacheError(f"{path}: manifest.json or index.json lacks its fields or points outside its chunks "
+                         f"({type(exc).__name__}: {exc}); precompute the cache again") from None
+    for i, chunk_id in enumerate(chunks):
+        file = path / "chunks" / f"{chunk_id}.safetensors"
+        if not file.is_file():
+            raise CacheError(f"{file} is missing: the teacher cache {path} is incomplete; precompute it again")
+        if sums[i] and _sha256(file) != sums[i]:
+            raise CacheError(f"{file}: its checksum differs from the one recorded when it was written (a damaged "
+                             f"or replaced shard); precompute the cache again")
+        try:
+            with safe_open(file, framework="np") as f:
+                tensors = {key: f.get_tensor(key) for key in f.keys()}
+        except Exception as exc:  # safetensors' SafetensorError of a truncated or random file, OSError
+            raise CacheError(f"{file}: not a readable shard ({type(exc).__name__}: {exc}); precompute the cache "
+                             f"again") from None
+        n = len(tensors["visual"]) if "visual" in tensors else 0
+        wanted = {"visual": ((n, k, d), np.float32), "text": ((n, p, dt), np.float32), "short_video": ((n,), bool),
+                  "crop_box": ((n, 4), np.int32), "num_video_frames": ((n,), np.int32),
+                  "answer_offsets": ((n * p + 1,), np.int64), "answer_bytes": (None, np.uint8)}
+        found = {key: f"{v.shape} {v.dtype}" for key, v in tensors.items()}
+        bad = [f"{key} {found.get(key, 'missing')}, expected {shape or '(bytes,)'} {np.dtype(dtype)}"
+               for key, (shape, dtype) in wanted.items()
+               if key not in tensors or (shape is not None and tensors[key].shape != shape)
+               or tensors[key].dtype != dtype] + [f"unexpected {key}" for key in tensors if key not in wanted]
+        if bad or n < used[i]:
+            raise CacheError(f"{file}: does not fit the cache's manifest ({'; '.join(bad) or f'{n} rows'}; "
+                             f"{k} frames x {d} visual, {p} prompts x {dt} text); precompute the cache again")
+        for key in ("visual", "text"):
+            if not np.isfinite(tensors[key]).all():
+                rows_bad = np.flatnonzero(~np.isfinite(tensors[key].reshape(n, -1)).all(1))
+                raise CacheError(f"{file}: the {key} features of {len(rows_bad)} sample(s) hold NaN or inf (rows "
+                                 f"{rows_bad[:5].tolist()}); precompute the cache again")
+        offsets, raw = tensors["answer_offsets"], tensors["answer_bytes"].tobytes()
+        if offsets[0] != 0 or offsets[-1] != len(raw) or np.any(np.diff(offsets) < 0):
+            raise CacheError(f"{file}: answer offsets do not index its {len(raw)} answer bytes; precompute the cache "
+                             f"again")
+        try:
+            for a, b in zip(offsets[:-1], offsets[1:]):
+                raw[a:b].decode()
+        except UnicodeDecodeError as exc:
+            raise CacheError(f"{file}: an answer is not UTF-8 ({exc}); precompute the cache again") from None
 
 
 def open_cache(path: str | os.PathLike) -> TeacherCache:
