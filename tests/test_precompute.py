@@ -10,6 +10,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
 from conftest_teachers import fixture_set, mmcl_cache, person_frames, tiny_config, write_video
 from mmcl.data.prepared import PreparedData, PreparedInfo, write_prepared
@@ -155,15 +156,33 @@ def test_two_ranks_share_the_samples_disjointly(fixture_set, teachers, tmp_path)
 
 
 @pytest.mark.slow
-def test_torchrun_two_processes_share_the_work(fixture_set, mmcl_cache, tmp_path):
+def test_torchrun_two_processes_share_the_work(fixture_set, mmcl_cache, teachers, tmp_path):
+    """Two processes (torchrun, gloo) each take half of the samples; every sample's features are byte for byte those
+    one process computes."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "mmcl.cli",
            "precompute", "--config", "tiny", "--data", str(fixture_set.prepared), "--videos", str(fixture_set.videos),
-           "--out", str(tmp_path), "runtime.num_workers=0", "runtime.batch_size=2", "runtime.chunk_size=2"]
+           "--out", str(tmp_path / "two"), "runtime.num_workers=0", "runtime.batch_size=2", "runtime.chunk_size=2"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
-    (path,) = tmp_path.iterdir()
+    (path,) = (tmp_path / "two").iterdir()
     cache = open_cache(path)
+    config = tiny_config()
+    config.runtime.batch_size = 2  # as the torchrun processes (their batches hold other samples: no matter)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as each torchrun process: the thread count changes the features' last bits
+    try:
+        one = open_cache(precompute(config, fixture_set.data, fixture_set.videos, root=tmp_path / "one",
+                                    teachers=teachers, show_progress=False))
+    finally:
+        torch.set_num_threads(threads)
+    assert sorted(one.names) == sorted(cache.names) and one.failures == cache.failures
+    for name in one.names:
+        a, b = one[name], cache[name]
+        for key in ("visual", "text", "crop_box"):
+            assert a[key].dtype == b[key].dtype and a[key].tobytes() == b[key].tobytes(), (name, key)
+        assert (a["answers"], a["short_video"], a["num_video_frames"]) == (
+            b["answers"], b["short_video"], b["num_video_frames"]), name
     assert cache.manifest["last_run"]["world_size"] == 2 and set(cache.names) == _names(fixture_set, GOOD)
     data = fixture_set.data
     indices = select_indices(data, ["train", "val", "test"])

@@ -490,11 +490,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("overrides", nargs="*", help="dotted.key=value overrides, e.g. optim.lr=0.05")
 
 
+def cpu_processes() -> None:
+    """Under ``torchrun`` (``WORLD_SIZE`` > 1) on a machine without an accelerator, join the processes over gloo
+    (accelerate's state made with ``cpu=True``): otherwise accelerate runs each as a run of its own, all writing the
+    same run directory. Call before anything else makes accelerate's state."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.accelerator.is_available():
+        os.environ.setdefault("ACCELERATE_USE_CPU", "true")  # read by the Accelerator
+        PartialState(cpu=True)
+
+
 def run(args: argparse.Namespace) -> int:
     """``mmcl train`` / ``accelerate launch mmcl/train.py``: load the config, make the demo's data when the config
     asks for it, train."""
     from mmcl.engine.demo import prepare_demo
 
+    cpu_processes()
     if args.resume:
         config = args.config or Path(args.resume) / "config.yaml"
         if not Path(config).is_file():

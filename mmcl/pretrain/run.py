@@ -38,8 +38,8 @@ from mmcl.models.checkpoint import CheckpointInfo, init_from_checkpoint, save_ch
 from mmcl.engine.data import build_dataset, build_loader, model_input, resolve_data_root
 from mmcl.errors import ConfigError
 from mmcl.engine.state import TrainerState, load_state, save_state
-from mmcl.engine.trainer import (_accelerator, _seed_everything, _set_cpu_threads, learning_rate, predict,
-                                 resolve_run_dir)
+from mmcl.engine.trainer import (_accelerator, _seed_everything, _set_cpu_threads, cpu_processes, learning_rate,
+                                 predict, resolve_run_dir)
 from mmcl.io import atomic_path, atomic_write_text, write_json
 from mmcl.models import create_model
 from mmcl.paths import configs_dir
@@ -257,6 +257,7 @@ def run(args: argparse.Namespace) -> int:
 
     from mmcl.engine.demo import ensure_synthetic, uses_demo_data
 
+    cpu_processes()
     if args.resume:
         if not (Path(args.resume) / "state").is_dir():
             raise FileNotFoundError(f"nothing to resume in {args.resume}: no state/ directory")
