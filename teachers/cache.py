@@ -173,15 +173,18 @@ class Chunk:
     num_video_frames: list[int] = field(default_factory=list)
     failed: list[dict[str, str]] = field(default_factory=list)
     uncropped: list[dict[str, str]] = field(default_factory=list)
+    truncated: list[dict[str, str]] = field(default_factory=list)
     timing: dict[str, float] = field(default_factory=lambda: dict.fromkeys(TIMING_KEYS, 0.0))
 
     def __len__(self) -> int:
         return len(self.names) + len(self.failed)
 
     def add(self, name: str, visual: np.ndarray, text: np.ndarray, answers: list[str], short: bool,
-            crop_box: tuple[int, int, int, int], num_video_frames: int, uncropped: str | None = None) -> None:
+            crop_box: tuple[int, int, int, int], num_video_frames: int, uncropped: str | None = None,
+            truncated: str | None = None) -> None:
         """One finished sample: ``visual`` (k, D), ``text`` (P, D_t), its P ``answers``; ``uncropped``: why the
-        person crop fell back to the full frame, if it did."""
+        person crop fell back to the full frame, if it did; ``truncated``: why its video is shorter than its
+        skeleton, if it is (encoded anyway: ``video.on_truncated=use``)."""
         if len(answers) != len(text):
             raise ValueError(f"sample {name!r}: {len(answers)} answers for {len(text)} text vectors")
         if not (np.isfinite(visual).all() and np.isfinite(text).all()):
@@ -196,6 +199,8 @@ class Chunk:
         self.num_video_frames.append(int(num_video_frames))
         if uncropped:
             self.uncropped.append({"name": name, "reason": uncropped})
+        if truncated:
+            self.truncated.append({"name": name, "reason": truncated})
 
     def fail(self, name: str, reason: str) -> None:
         self.failed.append({"name": name, "reason": reason})
@@ -258,7 +263,7 @@ class CacheWriter:
                 save_file(chunk.tensors(), tmp)
                 digest = _sha256(tmp)
         record = {"id": chunk_id, "sha256": digest, "run": self.run_id, "rank": self.rank, "names": chunk.names,
-                  "failed": chunk.failed, "uncropped": chunk.uncropped,
+                  "failed": chunk.failed, "uncropped": chunk.uncropped, "truncated": chunk.truncated,
                   "short": [n for n, s in zip(chunk.names, chunk.short) if s], "timing": chunk.timing}
         atomic_write_text(self.chunks / f"{chunk_id}.json", json.dumps(record))
         self._next += 1
@@ -293,6 +298,7 @@ def merge_index(path: str | os.PathLike) -> dict:
     rows: dict[str, tuple[int, int]] = {}
     failures: dict[str, str] = {}
     uncropped: dict[str, str] = {}
+    truncated: dict[str, str] = {}
     short: list[str] = []
     timing: dict[str, dict[str, float]] = {}
     for rec in records:
@@ -310,6 +316,7 @@ def merge_index(path: str | os.PathLike) -> dict:
             rows[name] = (len(chunks) - 1, row)
         failures.update((f["name"], f["reason"]) for f in rec["failed"])
         uncropped.update((f["name"], f["reason"]) for f in rec["uncropped"])
+        truncated.update((f["name"], f["reason"]) for f in rec.get("truncated", []))
         short.extend(rec["short"])
     failures = {n: r for n, r in failures.items() if n not in rows}
     atomic_write_text(path / "index.json", json.dumps({"chunks": chunks, "sha256": sums, "rows": rows}))
@@ -318,6 +325,7 @@ def merge_index(path: str | os.PathLike) -> dict:
         "num_failed": len(failures),
         "failures": [{"name": n, "reason": r} for n, r in sorted(failures.items())],
         "uncropped": [{"name": n, "reason": r} for n, r in sorted(uncropped.items()) if n in rows],
+        "truncated_videos": [{"name": n, "reason": r} for n, r in sorted(truncated.items()) if n in rows],
         "short_videos": sorted(short),
         "timing_by_run": timing,
     }

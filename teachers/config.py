@@ -27,6 +27,7 @@ from mmcl.config import load_config as _load
 CANVAS_LAYOUTS = ("splice", "grid", "frame")
 FIT_MODES = ("letterbox", "stretch")
 CLIP_PRECISIONS = ("fp32", "bf16", "fp16")
+TRUNCATED_POLICIES = ("fail", "skip", "use")
 LLM_DTYPES = ("float32", "bfloat16", "float16")
 TEXT_ENCODER_KINDS = ("hf", "clip")
 POOLING_MODES = ("mean", "cls")
@@ -70,6 +71,10 @@ class VideoConfig:
     patterns: list[str] = field(default_factory=lambda: ["{name}_rgb.avi", "{name}_rgb.mp4", "{name}_color.avi"])
     num_frames: int = 5
     crop: CropConfig = field(default_factory=CropConfig)
+    # A video that decodes fewer frames than its skeleton covers (cut short, or frames lost to corruption): fail (stop
+    # precompute, naming it), skip (record it as failed with both counts), use (encode what decodes; the manifest
+    # lists it under truncated_videos with both counts). Not in the cache key: it decides which samples are cached.
+    on_truncated: str = "skip"
 
 
 @dataclass
@@ -187,6 +192,8 @@ class TeacherConfig:
         size = c.video.crop.color_size
         check(size is None or (len(size) == 2 and min(size) > 0), "video.crop.color_size", size,
               "null or [width, height]")
+        check(c.video.on_truncated in TRUNCATED_POLICIES, "video.on_truncated", c.video.on_truncated,
+              f"one of {TRUNCATED_POLICIES}")
         check(c.clip.precision in CLIP_PRECISIONS, "clip.precision", c.clip.precision, f"one of {CLIP_PRECISIONS}")
         check(c.llm.dtype in LLM_DTYPES, "llm.dtype", c.llm.dtype, f"one of {LLM_DTYPES}")
         check(c.llm.max_new_tokens >= 1, "llm.max_new_tokens", c.llm.max_new_tokens, ">= 1")

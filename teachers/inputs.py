@@ -2,7 +2,8 @@
 
 :class:`VideoInputs` is a ``torch.utils.data.Dataset``, so decoding runs in data-loader workers while the models run.
 A video that is missing, empty or not decodable gives an item with ``error`` set (its :class:`VideoError` message),
-not an exception: the run records it and continues.
+not an exception: the run records it and continues. So does, by ``video.on_truncated``, a video that decodes fewer
+frames than its skeleton covers (its stored video frame indices, else its frame count): ``truncated`` holds why.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ class SampleInput:
     crop_box: Box = (0, 0, 0, 0)
     num_video_frames: int = 0
     uncropped: str | None = None
+    truncated: str | None = None  # the video decodes fewer frames than the skeleton covers (video.on_truncated)
 
 
 class VideoInputs(torch.utils.data.Dataset):
@@ -67,6 +69,11 @@ class VideoInputs(torch.utils.data.Dataset):
             path = find_video(self.videos_dir, name, self.video.patterns)
             reader = open_video(path, self.video_backend)
             n = len(reader)
+            covered = self._skeleton_frames(i)
+            truncated = (f"{path}: the video decodes {n} frames, its skeleton covers {covered} (cut short or "
+                         f"corrupt)") if n < covered else None
+            if truncated and self.video.on_truncated != "use":
+                return SampleInput(name, time.perf_counter() - start, error=truncated, truncated=truncated)
             indices = np.concatenate([uniform_indices(n, k), uniform_indices(n, kc)])
             frames = read_frames(reader, indices, path)
         except VideoError as exc:
@@ -86,4 +93,12 @@ class VideoInputs(torch.utils.data.Dataset):
         canvas = make_canvas(crop(frames[k:], box), self.canvas.layout, self.canvas.size, self.canvas.fit,
                              self.canvas.fill)
         return SampleInput(name, time.perf_counter() - start, pixels=pixels, canvas=canvas,
-                           short=n < max(k, kc), crop_box=box, num_video_frames=n, uncropped=uncropped)
+                           short=n < max(k, kc), crop_box=box, num_video_frames=n, uncropped=uncropped,
+                           truncated=truncated)
+
+    def _skeleton_frames(self, i: int) -> int:
+        """The video frames sample ``i``'s skeleton covers: its last stored video frame index + 1, else its length."""
+        if self.data.info.has_frames:
+            frames = self.data.frames(i)
+            return int(frames.max()) + 1 if len(frames) else 0
+        return int(self.data.lengths[i])

@@ -47,6 +47,7 @@ from teachers.inputs import SampleInput, VideoInputs
 from teachers.llm import LLMTeacher
 from teachers.text import build_text_encoder
 from teachers.tiny import ensure_tiny_teachers
+from teachers.video import VideoError
 from teachers.video import video_backend as video_backend_name
 
 
@@ -88,7 +89,7 @@ class Teachers:
         chunk.timing["llm_s"] += t2 - t1
         chunk.timing["text_s"] += t3 - t2
         for s, v, t, a in zip(ok, visual, text, answers):
-            chunk.add(s.name, v, t, a, s.short, s.crop_box, s.num_video_frames, s.uncropped)
+            chunk.add(s.name, v, t, a, s.short, s.crop_box, s.num_video_frames, s.uncropped, s.truncated)
 
 
 def select_indices(data: PreparedData, splits: list[str]) -> list[int]:
@@ -120,6 +121,10 @@ def process_shard(teachers: Teachers, config: TeacherConfig, data: PreparedData,
                disable=not show_progress, dynamic_ncols=True)
     chunk = Chunk()
     for batch in loader:
+        stop = next((s.truncated for s in batch if s.truncated and config.video.on_truncated == "fail"), None)
+        if stop:
+            raise VideoError(f"{stop}; video.on_truncated=fail stops here (skip: record it as failed, use: encode "
+                             f"what decodes)")
         teachers.encode(batch, chunk)
         bar.update(len(batch))
         if len(chunk) >= config.runtime.chunk_size:
@@ -284,7 +289,8 @@ def precompute(config: TeacherConfig, data: PreparedData, videos: str | Path, ro
         manifest = finish(teachers, config, data, videos, path, key, splits, run_id[0], time.perf_counter() - start,
                           acc.num_processes, descriptions)
         print(f"teacher cache: {path}\n{manifest['num_samples']} samples cached, {manifest['num_failed']} failed, "
-              f"{len(manifest['short_videos'])} short videos\nthroughput: {format_throughput(manifest['last_run'])}",
+              f"{len(manifest['short_videos'])} short videos, {len(manifest['truncated_videos'])} truncated videos "
+              f"used (video.on_truncated=use)\nthroughput: {format_throughput(manifest['last_run'])}",
               file=sys.stderr)
     acc.wait_for_everyone()
     return path

@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -228,3 +229,29 @@ def test_bad_inputs_are_clear_errors(fixture_set, teachers, tmp_path):
     with pytest.raises(ValueError, match="loaded for another configuration"):
         precompute(tiny_config("llm.max_new_tokens=3"), fixture_set.data, fixture_set.videos, root=tmp_path,
                    teachers=teachers)
+
+
+def test_a_video_shorter_than_its_skeleton_follows_the_policy(fixture_set, teachers, tmp_path):
+    """A video cut to 8 of its skeleton's 16 frames is never encoded silently: skip (the default) records it as
+    failed with both counts, use encodes what decodes and lists it in the manifest, fail stops precompute naming it."""
+    from mmcl.errors import MmclError
+
+    videos = Path(shutil.copytree(fixture_set.videos, tmp_path / "videos"))
+    (cut,) = _names(fixture_set, {"avi"})
+    write_video(videos / f"{cut}_rgb.avi", person_frames(16)[0][:8])
+
+    def run(policy: str):
+        config = tiny_config()
+        config.video.on_truncated = policy
+        return open_cache(precompute(config, fixture_set.data, videos, root=tmp_path / policy, teachers=teachers,
+                                     show_progress=False))
+
+    skipped = run("skip")
+    assert cut not in skipped and set(skipped.names) == _names(fixture_set, GOOD) - {cut}
+    assert skipped.failures[cut] == (f"{videos / cut}_rgb.avi: the video decodes 8 frames, its skeleton covers 16 "
+                                     f"(cut short or corrupt)")
+    used = run("use")
+    assert set(used.names) == _names(fixture_set, GOOD) and used[cut]["num_video_frames"] == 8
+    assert used.manifest["truncated_videos"] == [{"name": cut, "reason": skipped.failures[cut]}]
+    with pytest.raises(MmclError, match=rf"{cut}_rgb.avi: the video decodes 8 frames.*on_truncated=fail"):
+        run("fail")
