@@ -168,3 +168,18 @@ def test_bad_inputs_are_one_line_errors(moco_encoder, tmp_path, capsys):
         target = tmp_path / name
         target.mkdir()
         assert_one_line_error(case, target, capsys)
+
+
+def test_pretraining_stops_at_a_non_finite_loss_keeping_the_last_epoch(small_prepared, tmp_path, monkeypatch):
+    """A NaN learning rate in epoch 2 makes the loss NaN at its second step: the run stops naming it, and the encoder
+    and state of epoch 1 stay as epoch 1 wrote them."""
+    from mmcl.engine.trainer import NonFiniteError
+
+    schedule = pretrain_run.learning_rate
+    monkeypatch.setattr(pretrain_run, "learning_rate", lambda cfg, epoch: schedule(cfg, epoch) if epoch == 0 else
+                        float("nan"))
+    run_dir = tmp_path / "small"
+    with pytest.raises(NonFiniteError, match=r"non-finite loss at step \d+ \(epoch 2, lr nan\).*epoch 1"):
+        pretrain(small_config(small_prepared, tmp_path, "mae"))
+    assert json.loads((run_dir / "state" / "trainer_state.json").read_text())["epoch"] == 0
+    assert all(torch.isfinite(t).all() for t in load_file(run_dir / "encoder.safetensors").values())

@@ -38,8 +38,8 @@ from mmcl.models.checkpoint import CheckpointInfo, init_from_checkpoint, save_ch
 from mmcl.engine.data import build_dataset, build_loader, model_input, resolve_data_root
 from mmcl.errors import ConfigError
 from mmcl.engine.state import TrainerState, load_state, save_state
-from mmcl.engine.trainer import (_accelerator, _seed_everything, _set_cpu_threads, cpu_processes, learning_rate,
-                                 predict, resolve_run_dir)
+from mmcl.engine.trainer import (NonFiniteError, _accelerator, _all_finite, _seed_everything, _set_cpu_threads,
+                                 cpu_processes, learning_rate, predict, resolve_run_dir)
 from mmcl.io import atomic_path, atomic_write_text, write_json
 from mmcl.models import create_model
 from mmcl.paths import configs_dir
@@ -194,6 +194,12 @@ def pretrain(cfg: PretrainConfig, resume: str | Path | None = None) -> dict:
                     out = module(batch["query"], batch["key"], hallucinate=epoch >= cfg.halp.start_epoch)
                 else:
                     out = module(batch["query"], batch["key"])
+                if not _all_finite(accelerator, out["loss"]):
+                    kept = (f"Kept: {run_dir / 'encoder.safetensors'} and state/ of epoch {state.epoch + 1}"
+                            if state.epoch >= 0 else "No epoch had finished: nothing was saved")
+                    losses = ", ".join(f"{k} {v.item():.4g}" for k, v in out["losses"].items())
+                    raise NonFiniteError(f"non-finite loss at step {state.global_step + 1} (epoch {epoch + 1}, lr "
+                                         f"{lr:.4g}): {losses}; lower optim.lr = {cfg.optim.lr}. {kept}.")
                 accelerator.backward(out["loss"])
                 optimizer.step()
                 optimizer.zero_grad()
