@@ -142,8 +142,7 @@ class TrainConfig:
         check(0 <= self.seed < 2**32, "seed", self.seed, "an integer in [0, 2**32)")
         check(self.mixed_precision in ("no", "bf16", "fp16"), "mixed_precision", self.mixed_precision,
               "no, bf16 or fp16")
-        for key in ("cpu_threads",):
-            check(getattr(self, key) >= 0, key, getattr(self, key), ">= 0 (0: the machine's share)")
+        check(self.cpu_threads >= 0, "cpu_threads", self.cpu_threads, ">= 0 (0: the machine's share)")
         for key in ("grad_accum", "eval_every", "log_every"):
             check(getattr(self, key) >= 1, key, getattr(self, key), "an integer >= 1")
         _validate_data(self.data)
