@@ -145,8 +145,8 @@ class TrainConfig:
         check(self.cpu_threads >= 0, "cpu_threads", self.cpu_threads, ">= 0 (0: the machine's share)")
         for key in ("grad_accum", "eval_every", "log_every"):
             check(getattr(self, key) >= 1, key, getattr(self, key), "an integer >= 1")
-        _validate_data(self.data)
-        _validate_optim(self.optim)
+        validate_data(self.data)
+        validate_optim(self.optim)
         _validate_colearn(self.colearn, self.model)
         self.data.longtail.validate("data.longtail")
         self.brl.validate("brl")
@@ -175,7 +175,8 @@ def is_run_name(name: object) -> bool:
     return isinstance(name, str) and bool(RUN_NAME.fullmatch(name)) and ".." not in name and len(name) <= 255
 
 
-def _validate_data(d: DataConfig) -> None:
+def validate_data(d: DataConfig) -> None:
+    """Every ``data.*`` value in range (shared by the training and pre-training configs)."""
     check(d.stream in STREAMS, "data.stream", d.stream, " | ".join(STREAMS))
     check(bool(d.dataset), "data.dataset", d.dataset, "a dataset name")
     check(bool(d.root) or d.dataset == "synthetic", "data.root", d.root,
@@ -192,7 +193,8 @@ def _validate_data(d: DataConfig) -> None:
     check(0 < d.label_fraction <= 1, "data.label_fraction", d.label_fraction, "a number in (0, 1]")
 
 
-def _validate_optim(o: OptimConfig) -> None:
+def validate_optim(o: OptimConfig) -> None:
+    """Every ``optim.*`` value in range (shared by the training and pre-training configs)."""
     check(math.isfinite(o.lr) and o.lr > 0, "optim.lr", o.lr, "a finite number > 0")
     check(math.isfinite(o.momentum) and 0 <= o.momentum < 1, "optim.momentum", o.momentum, "a number in [0, 1)")
     check(not o.nesterov or o.momentum > 0, "optim.momentum", o.momentum,

@@ -1,5 +1,6 @@
-"""Bad training configs, given on the command line or in a YAML file, to ``mmcl train`` (and ``mmcl ablate``): each
-is refused on one line naming the key and where it was set, before any output folder exists."""
+"""Bad training configs, given on the command line or in a YAML file, to ``mmcl train`` (and ``mmcl ablate``,
+``mmcl pretrain``): each is refused on one line naming the key and where it was set, before any output folder
+exists."""
 
 from __future__ import annotations
 
@@ -117,6 +118,18 @@ def _ablate_case(overrides: list[str], needles: tuple[str, ...]) -> Case:
     return Case(make, needles)
 
 
+def _pretrain_case(override: str, needle: str) -> Case:
+    return Case(lambda d: ["pretrain", f"output_dir={d / 'runs'}", f"data.root={d / 'data'}", override],
+                ("the command line", override.split("=", 1)[0], needle))
+
+
+# The same checks guard `mmcl pretrain` (its config shares the data and optim sections).
+PRETRAIN = [("epochs-zero", "optim.epochs=0", ">= 1"), ("batch-size-zero", "data.batch_size=0", ">= 1"),
+            ("lr-nan", "optim.lr=nan", "finite"), ("name-climbs", "name=../../x", "one file-name component"),
+            ("p-interval-three", "data.p_interval=[0.5,0.7,1.0]", "[lo, hi]"),
+            ("model-args-bogus", "model.args={bogus: 1}", "takes no argument 'bogus'"),
+            ("log-every-zero", "log_every=0", ">= 1"), ("eval-every-negative", "eval_every=-1", ">= 0")]
+CASES.update({f"config-pretrain-{name}": _pretrain_case(override, needle) for name, override, needle in PRETRAIN})
 CASES["config-ablate-variant"] = _ablate_case(["--variants", "bad"], ("optim.label_smoothing", "[0, 1)"))
 CASES["config-ablate-override"] = _ablate_case(["optim.epochs=0"], ("optim.epochs", "the command line"))
 CASES["config-ablate-unknown-variant"] = _ablate_case(["--variants", "nope"], ("unknown variants",))

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from mmcl.config import DataConfig, ModelConfig, OptimConfig, check
+from mmcl.config import (RUN_NAME_RULE, DataConfig, ModelConfig, OptimConfig, check, is_run_name, validate_data,
+                         validate_optim)
 
 METHODS = ("moco", "halp", "mae")
 
@@ -92,6 +93,14 @@ class PretrainConfig:
             self.mixed_precision = "no"
 
     def validate(self) -> None:
+        check(is_run_name(self.name), "name", self.name, RUN_NAME_RULE)
+        check(0 <= self.seed < 2**32, "seed", self.seed, "an integer in [0, 2**32)")
+        for key in ("grad_accum", "log_every"):
+            check(getattr(self, key) >= 1, key, getattr(self, key), "an integer >= 1")
+        check(self.eval_every >= 0, "eval_every", self.eval_every, "an integer >= 0 (0: the last epoch only)")
+        check(self.cpu_threads >= 0, "cpu_threads", self.cpu_threads, ">= 0 (0: the machine's share)")
+        validate_data(self.data)
+        validate_optim(self.optim)
         check(self.method in METHODS, "method", self.method, " | ".join(METHODS))
         check(self.mixed_precision in ("no", "bf16", "fp16"), "mixed_precision", self.mixed_precision,
               "no, bf16 or fp16")

@@ -32,7 +32,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from mmcl.config import load_config, to_yaml
+from mmcl.config import check_model, load_config, to_yaml
 from mmcl.data.prepared import PreparedData
 from mmcl.models.checkpoint import CheckpointInfo, init_from_checkpoint, save_checkpoint
 from mmcl.engine.data import build_dataset, build_loader, model_input, resolve_data_root
@@ -128,18 +128,15 @@ def pretrain(cfg: PretrainConfig, resume: str | Path | None = None) -> dict:
     from accelerate import PartialState
 
     data_root = resolve_data_root(cfg.data)
+    data = PreparedData(data_root)  # opened and checked before the run directory is made
     run_dir = Path(resume) if resume else resolve_run_dir(cfg)
     if resume and not (run_dir / "state").is_dir():
         raise FileNotFoundError(f"nothing to resume in {run_dir}: no state/ directory")
     PartialState().wait_for_everyone()
     accelerator = _accelerator(cfg, run_dir)
-    if accelerator.is_main_process:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(run_dir / "config.yaml", to_yaml(cfg))
     _seed_everything(cfg.seed, cfg.deterministic)
     _set_cpu_threads(accelerator, cfg.cpu_threads)
 
-    data = PreparedData(data_root)
     layout, num_person = model_input(data, cfg.data)
     encoder = create_model(cfg.model.name, num_classes=data.num_classes, layout=layout,
                            in_channels=data.info.channels, num_person=num_person, **cfg.model.args)
@@ -164,6 +161,10 @@ def pretrain(cfg: PretrainConfig, resume: str | Path | None = None) -> dict:
     if resume:
         load_state(accelerator, run_dir / "state", state)
         accelerator.print(f"resumed {run_dir} after epoch {state.epoch + 1}")
+    if accelerator.is_main_process:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run_dir / "config.yaml", to_yaml(cfg))
+    accelerator.wait_for_everyone()
     accelerator.init_trackers("tensorboard")
     unwrapped = accelerator.unwrap_model(module)
     encoder = unwrapped.encoder()
@@ -270,7 +271,7 @@ def run(args: argparse.Namespace) -> int:
         config = args.config or Path(args.resume) / "config.yaml"
     else:
         config = args.config or configs_dir() / DEFAULT_CONFIG
-    cfg = load_config(config, args.overrides, schema=PretrainConfig)
+    cfg = load_config(config, args.overrides, schema=PretrainConfig, checks=[check_model])
     if uses_demo_data(cfg):
         with PartialState().main_process_first():
             ensure_synthetic(cfg.data.synthetic_seed)
