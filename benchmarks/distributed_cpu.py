@@ -49,8 +49,8 @@ def train(processes: int, epochs: int, seed: int, runs: Path) -> dict:
             "history": [{k: h[k] for k in ("epoch", "train_loss", "val_top1")} for h in history]}
 
 
-def write(rows: list[dict], args: argparse.Namespace, out: Path) -> None:
-    load = os.getloadavg()[0]
+def write(rows: list[dict], args: argparse.Namespace, out: Path, load: float) -> None:
+    """JSON, Markdown and PNG of ``rows``; ``load``: the 1-minute load average when the last run ended."""
     result = {"config": str(CONFIG.relative_to(REPO)), "epochs": args.epochs, "global_batch": 16,
               "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
               "load_average_1min_end": round(load, 1), "runs": rows}
@@ -101,7 +101,7 @@ def main() -> int:
     args = parser.parse_args()
     rows = json.loads(args.out.read_text())["runs"] if args.append and args.out.exists() else []
     rows += [train(p, args.epochs, args.seed, args.runs) for p in args.processes]
-    write(rows, args, args.out)
+    write(rows, args, args.out, os.getloadavg()[0])
     print(args.out.with_suffix(".md").read_text())
     return 0
 
