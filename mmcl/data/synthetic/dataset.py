@@ -4,6 +4,8 @@ Layout of the output directory ``DIR``::
 
     classes.json                      [{"id", "name", "description", "object", "two_person"}]; id = 0-based label,
                                       the file name's action number is id + 1
+    answers.jsonl                     {"name", "prompt", "answer"} per sample and MMCL prompt: what the generator
+                                      knows of the scene (:mod:`.answers`), for tuning the language teacher
     skeletons/SsssCcccPpppRrrrAaaa.skeleton
     videos/SsssCcccPpppRrrrAaaa_rgb.avi       (unless video is off)
     utd/classes.json                  UTD-style classes; id = UTD action number (file names a{id}_s{s}_t{t})
@@ -39,6 +41,7 @@ from tqdm import tqdm
 from mmcl.data.layouts import KINECT_V1_20, NTU25
 from mmcl.data.utd_mhad import UTD_JOINTS
 from mmcl.data.synthetic.actions import SOURCE_CLASSES, UTD_CLASSES, UTD_LABEL_MAP, ActionClass, Performer
+from mmcl.data.synthetic.answers import ANSWERS_FILE, write_answers
 from mmcl.data.synthetic.camera import (DEPTH_INTRINSICS, KINECT_V1_COLOR, KINECT_V2_COLOR, Camera, Intrinsics,
                                         color_intrinsics, orbit_camera)
 from mmcl.data.synthetic.kinematics import sample_body
@@ -277,11 +280,13 @@ def generate(out: str | os.PathLike, cfg: SynthConfig | None = None, workers: in
     if manifest.exists():
         done = json.loads(manifest.read_text())
         existing = {"version": done.get("version"), "config": done.get("config")}
-        if existing == _settings(cfg) and not overwrite:
+        complete = existing == _settings(cfg) or (_without_video(existing) == _without_video(_settings(cfg))
+                                                  and existing["config"]["video"])  # it holds the videos too
+        if complete and not overwrite:
+            if not (out / ANSWERS_FILE).exists():  # a set generated before the answers file existed
+                write_answers(out / ANSWERS_FILE, cfg.seed, cfg.source_classes, cfg.sample_names())
             return out
         if _without_video(existing) == _without_video(_settings(cfg)) and not overwrite:
-            if existing["config"]["video"]:
-                return out  # it holds the videos too
             if partial.exists():  # the videos are added as a resumable run over the complete set
                 shutil.rmtree(partial)
             os.replace(out, partial)
@@ -302,6 +307,7 @@ def generate(out: str | os.PathLike, cfg: SynthConfig | None = None, workers: in
     write_json(marker, _settings(cfg), indent=None)
 
     write_json(partial / "classes.json", [c.info(i) for i, c in enumerate(cfg.source_classes)])
+    write_answers(partial / ANSWERS_FILE, cfg.seed, cfg.source_classes, cfg.sample_names())
     units = [(cfg, partial, p, r, a) for p in range(1, cfg.subjects + 1) for r in range(1, cfg.replications + 1)
              for a in range(1, cfg.classes + 1)]
     _run_units(_ntu_unit, units, workers, "synthetic NTU-style clips")
