@@ -17,6 +17,15 @@ from teachers.config import LLMConfig, expand_prompts
 TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
+def chat_text(processor, prompt: str, system_prompt: str | None = None) -> str:
+    """One prompt as the model's chat template writes it: [system turn], user turn [image, prompt], assistant cue."""
+    messages = []
+    if system_prompt:
+        messages.append({"role": "system", "content": [{"type": "text", "text": system_prompt}]})
+    messages.append({"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]})
+    return processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+
+
 class LLMTeacher:
     """A vision-language model that answers the configured prompts about one image per sample."""
 
@@ -34,14 +43,7 @@ class LLMTeacher:
             raise ValueError(f"llm.model {config.model}: the tokenizer has no pad token; batched generation needs one")
         self.model = AutoModelForImageTextToText.from_pretrained(
             config.model, revision=config.revision, dtype=TORCH_DTYPES[config.dtype]).to(self.device).eval()
-        self.templated = [self._chat(p) for p in self.prompts]
-
-    def _chat(self, prompt: str) -> str:
-        messages = []
-        if self.config.system_prompt:
-            messages.append({"role": "system", "content": [{"type": "text", "text": self.config.system_prompt}]})
-        messages.append({"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]})
-        return self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        self.templated = [chat_text(self.processor, p, config.system_prompt) for p in self.prompts]
 
     @torch.inference_mode()
     def answer(self, images: list[np.ndarray]) -> list[list[str]]:

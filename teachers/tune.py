@@ -1,0 +1,300 @@
+"""``mmcl tune-teacher``: adapt the CLIP and vision-language teachers to a dataset, on its training split only.
+
+    mmcl tune-teacher --config tiny --data PREPARED --videos DIR [--answers FILE] [--class-descriptions FILE]
+                      [--out DIR] [--parts visual,language] [tune.visual.epochs=20 ...] [key.sub=value ...]
+
+*Visual*: the CLIP image tower sees exactly the person-cropped frames ``mmcl precompute`` feeds it
+(:class:`teachers.inputs.VideoInputs`); the embeddings of a sample's k frames are mean-pooled and trained with a
+linear classification head (``objective: classify``) or CLIP-style against the CLIP text tower's embeddings of the
+class descriptions (``objective: clip``, the text tower frozen). ``method: lora`` trains peft LoRA adapters on
+``target_modules`` of the tower (the default for pretrained hub models), ``method: full`` every weight of it (the only
+sensible choice for the tiny random model).
+
+*Language*: peft LoRA on the vision-language model from (canvas, prompt, answer) examples: the canvas precompute
+makes, the prompt through the processor's chat template, next-token cross-entropy on the answer's tokens only. The
+answers come from an answers file (JSON lines ``{"name", "prompt", "answer"}``; ``mmcl synth`` writes one for the
+synthetic set). A word-level tokenizer that cannot spell the answers (the tiny model's) gets the missing words as new
+tokens, whose embedding and output rows are trained and saved with the adapter.
+
+Only the dataset's ``train`` split is read: the validation and test samples' videos, colour joints and answers are
+never opened (:func:`training_indices`), so a probe or a co-learning run evaluated on them stays honest.
+
+``<out>`` (default ``<cache>/tuned-teachers/<dataset>-<config>``) receives ``visual/`` and ``language/`` (the tuned
+weights, :mod:`teachers.adapters`), ``tune.json`` (settings, sample counts, per-epoch losses, timings),
+``loss.png``, and ``state/`` (after every epoch: what a killed run resumes from; the same command continues it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from mmcl.data.prepared import PreparedData, PreparedDataError
+from mmcl.io import write_json
+from teachers.config import ConfigError, TeacherConfig, load_config, to_yaml
+from teachers.inputs import SampleInput, VideoInputs
+from teachers.video import VideoError, find_video, open_video
+
+PARTS = ("visual", "language")
+VISUAL_METHODS = ("lora", "full")
+VISUAL_OBJECTIVES = ("classify", "clip")
+
+
+@dataclass
+class LoraSettings:
+    """peft LoRA: rank, scaling ``alpha`` (the update is scaled by alpha / rank), dropout and the modules adapted
+    (names or name suffixes; ``all-linear`` for every linear layer but the output head of a transformers model)."""
+
+    rank: int = 8
+    alpha: int = 16
+    dropout: float = 0.0
+    target_modules: list[str] = field(default_factory=lambda: ["c_fc", "c_proj", "attn"])
+
+
+@dataclass
+class VisualTuneConfig:
+    """Tuning of the CLIP image tower (see the module docstring)."""
+
+    enabled: bool = True
+    method: str = "lora"
+    objective: str = "classify"
+    lora: LoraSettings = field(default_factory=LoraSettings)
+    epochs: int = 10
+    batch_size: int = 16  # samples (each k frames)
+    lr: float = 1e-4
+    weight_decay: float = 0.01
+
+
+@dataclass
+class LanguageTuneConfig:
+    """LoRA tuning of the vision-language model on (canvas, prompt, answer) examples."""
+
+    enabled: bool = True
+    lora: LoraSettings = field(default_factory=lambda: LoraSettings(rank=16, alpha=32, dropout=0.05,
+                                                                    target_modules=["all-linear"]))
+    epochs: int = 3
+    batch_size: int = 8  # (sample, prompt) examples
+    lr: float = 2e-4
+    weight_decay: float = 0.0
+    check_samples: int = 16  # training samples whose generated answers are compared with the file's after tuning
+
+
+@dataclass
+class TuneConfig:
+    """Settings of ``mmcl tune-teacher``; ``seed`` fixes the head's initialisation and the example order."""
+
+    seed: int = 0
+    cache_inputs: bool = True  # keep the decoded training inputs in memory (else decode them every epoch)
+    visual: VisualTuneConfig = field(default_factory=VisualTuneConfig)
+    language: LanguageTuneConfig = field(default_factory=LanguageTuneConfig)
+
+
+def load_tune_config(overrides: list[str] | tuple[str, ...] = ()) -> TuneConfig:
+    """Defaults <- ``tune.key=value`` overrides (the ``tune.`` prefix is optional), validated."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    items = [o[len("tune."):] if o.startswith("tune.") else o for o in overrides]
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not of the form tune.key=value")
+    try:
+        config = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(TuneConfig), OmegaConf.from_dotlist(items)))
+    except OmegaConfBaseException as exc:
+        raise ConfigError(f"tune settings: {exc}") from None
+    validate_tune(config)
+    return config
+
+
+def validate_tune(config: TuneConfig) -> None:
+    def check(ok: bool, key: str, value, expected: str) -> None:
+        if not ok:
+            raise ConfigError(f"tune.{key} = {value!r}; expected {expected}")
+
+    v, lang = config.visual, config.language
+    check(v.method in VISUAL_METHODS, "visual.method", v.method, f"one of {VISUAL_METHODS}")
+    check(v.objective in VISUAL_OBJECTIVES, "visual.objective", v.objective, f"one of {VISUAL_OBJECTIVES}")
+    for part, c in (("visual", v), ("language", lang)):
+        check(c.epochs >= 1, f"{part}.epochs", c.epochs, ">= 1")
+        check(c.batch_size >= 1, f"{part}.batch_size", c.batch_size, ">= 1")
+        check(c.lr > 0, f"{part}.lr", c.lr, "> 0")
+        check(c.lora.rank >= 1, f"{part}.lora.rank", c.lora.rank, ">= 1")
+        check(len(c.lora.target_modules) > 0, f"{part}.lora.target_modules", c.lora.target_modules, "a non-empty list")
+
+
+def training_indices(data: PreparedData) -> list[int]:
+    """The sample indices tuning may read: the ``train`` split, nothing else."""
+    indices = sorted(int(i) for i in data.split("train"))
+    if not indices:
+        raise ConfigError(f"{data.root} has an empty train split: nothing to tune on")
+    return indices
+
+
+def names_digest(names: list[str]) -> str:
+    """sha256 (12 hex digits) of the sorted sample names a teacher was tuned on."""
+    return hashlib.sha256("\n".join(sorted(names)).encode()).hexdigest()[:12]
+
+
+def read_answers(path: str | os.PathLike, names: set[str]) -> dict[str, dict[str, str]]:
+    """{sample: {prompt: answer}} of an answers file, for the samples in ``names`` only (the other samples' lines are
+    skipped once their name is read); a malformed line fails naming the file and the line."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"answers file not found: {path}")
+    out: dict[str, dict[str, str]] = {}
+    with open(path, encoding="utf-8") as fh:
+        for number, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                item = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}:{number}: not JSON ({exc.msg})") from None
+            if isinstance(item, dict) and isinstance(item.get("name"), str) and item["name"] not in names:
+                continue
+            if not isinstance(item, dict) or not all(isinstance(item.get(k), str) for k in ("name", "prompt", "answer")):
+                raise ValueError(f"{path}:{number}: expected an object with string fields name, prompt, answer")
+            prompts = out.setdefault(item["name"], {})
+            if item["prompt"] in prompts:
+                raise ValueError(f"{path}:{number}: sample {item['name']!r} answers {item['prompt']!r} twice")
+            prompts[item["prompt"]] = item["answer"]
+    return out
+
+
+class DecodedInputs(torch.utils.data.Dataset):
+    """The training samples' teacher inputs (CLIP pixels and the LLM canvas) with their labels.
+
+    ``keep``: decoded once and kept in memory (the synthetic set: about 100 MB); otherwise decoded on every access
+    (data-loader workers overlap it with training), after a first pass that opens every video. Samples whose video
+    is missing or unreadable are left out and listed in :attr:`failed`.
+    """
+
+    def __init__(self, inputs: VideoInputs, labels: list[int], keep: bool, num_workers: int, progress: bool):
+        self.inputs, self.labels, self.keep = inputs, labels, keep
+        self.failed: dict[str, str] = {}
+        self.items: list[SampleInput] = []
+        self.positions: list[int] = []
+        names = [inputs.data.names[i] for i in inputs.indices]
+        if keep:
+            loader = torch.utils.data.DataLoader(inputs, batch_size=None, num_workers=num_workers)
+            for j, item in enumerate(tqdm(loader, total=len(inputs), desc="decoding training videos",
+                                          disable=not progress, unit="video", dynamic_ncols=True)):
+                if item.error is None:
+                    self.items.append(item)
+                    self.positions.append(j)
+                else:
+                    self.failed[item.name] = item.error
+        else:
+            for j, name in enumerate(names):
+                try:
+                    open_video(find_video(inputs.videos_dir, name, inputs.video.patterns))
+                    self.positions.append(j)
+                except VideoError as exc:
+                    self.failed[name] = str(exc)
+        self.names = [names[j] for j in self.positions]
+        self.names_digest = names_digest(self.names)
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def __getitem__(self, j: int) -> tuple[SampleInput, int]:
+        item = self.items[j] if self.keep else self.inputs[self.positions[j]]
+        if item.error is not None:
+            raise VideoError(f"{item.error} (while tuning; it opened in the first pass)")
+        return item, self.labels[self.positions[j]]
+
+
+def default_out(config: TeacherConfig, data: PreparedData) -> Path:
+    from mmcl.paths import cache_dir
+
+    return cache_dir() / "tuned-teachers" / f"{data.info.dataset}-{config.name}"
+
+
+def tune_teacher(config: TeacherConfig, tune: TuneConfig, data: PreparedData, videos: str | Path,
+                 out: str | Path | None = None, parts: tuple[str, ...] = PARTS, answers_path: str | Path | None = None,
+                 descriptions_path: str | Path | None = None, device: str | torch.device | None = None,
+                 progress: bool = True) -> Path:
+    """Tune the parts of ``config``'s teachers that ``parts`` names and ``tune`` enables; returns the output dir."""
+    from teachers.clip import ClipTeacher
+    from teachers.fit import plot_losses
+    from teachers.precompute import load_descriptions
+
+    parts = tuple(p for p in parts if getattr(tune, p).enabled)
+    unknown = [p for p in parts if p not in PARTS]
+    if unknown or not parts:
+        raise ConfigError(f"parts {list(parts)}: expected a non-empty subset of {PARTS} enabled in the tune settings")
+    if "language" in parts and answers_path is None:
+        raise ConfigError("language tuning needs an answers file (--answers; `mmcl synth` writes answers.jsonl)")
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    out = Path(out) if out is not None else default_out(config, data)
+    out.mkdir(parents=True, exist_ok=True)
+    indices = training_indices(data)
+    train_names = [data.names[i] for i in indices]
+    answers = read_answers(answers_path, set(train_names)) if "language" in parts else {}
+    descriptions_path = descriptions_path or config.classes.descriptions
+    descriptions = load_descriptions(descriptions_path, data.class_names) if descriptions_path else None
+    clip = ClipTeacher(config.clip, device)
+    video_inputs = VideoInputs(data, indices, videos, config.video, config.llm.canvas, clip.preprocess)
+    decoded = DecodedInputs(video_inputs, [int(data.labels[i]) for i in indices], tune.cache_inputs,
+                            config.runtime.num_workers, progress)
+    if not len(decoded):
+        raise ConfigError(f"none of the {len(indices)} training videos could be read; first failure: "
+                          f"{next(iter(decoded.failed.items()), None)}")
+    start = time.perf_counter()
+    results = {}
+    if "visual" in parts:
+        from teachers.tune_visual import tune_visual
+
+        results["visual"] = tune_visual(config, tune, clip, decoded, data.num_classes, out, descriptions, device,
+                                        progress)
+    if "language" in parts:
+        from teachers.tune_language import tune_language
+
+        results["language"] = tune_language(config, tune, decoded, answers, out, device, progress)
+    states = {p: torch.load(out / "state" / f"{p}.pt", map_location="cpu", weights_only=True)["progress"]
+              for p in results}
+    plot_losses(states, out / "loss.png")
+    write_json(out / "tune.json", {
+        "teacher_config": config.name, "tune": asdict(tune), "dataset": str(data.root), "split": "train",
+        "train_samples": len(indices), "tuned_samples": len(decoded), "names_sha256": names_digest(train_names),
+        "failed": decoded.failed, "parts": results, "wall_s": round(time.perf_counter() - start, 1),
+        "device": str(device), "config_yaml": to_yaml(config)})
+    print(f"tuned teacher ({', '.join(results)}) in {out}", file=sys.stderr)
+    return out
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", required=True, help="teacher config: a YAML path or a name in configs/teachers")
+    parser.add_argument("--data", required=True, help="prepared dataset directory (only its train split is read)")
+    parser.add_argument("--videos", required=True, help="directory holding the videos")
+    parser.add_argument("--answers", default=None, help="answers file for the language teacher (JSON lines: name, "
+                                                        "prompt, answer; `mmcl synth` writes answers.jsonl)")
+    parser.add_argument("--class-descriptions", default=None,
+                        help="JSON list of {name, description} (visual objective clip)")
+    parser.add_argument("--out", default=None, help="output directory (default: <cache>/tuned-teachers/"
+                                                    "<dataset>-<config>)")
+    parser.add_argument("--parts", default="visual,language", help="comma-separated: visual, language")
+    parser.add_argument("overrides", nargs="*", metavar="key=value",
+                        help="tune.* settings (tune.visual.epochs=20) and teacher config overrides")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        tune_overrides = [o for o in args.overrides if o.startswith("tune.")]
+        config = load_config(args.config, [o for o in args.overrides if not o.startswith("tune.")])
+        tune = load_tune_config(tune_overrides)
+        tune_teacher(config, tune, PreparedData(args.data), args.videos, args.out,
+                     tuple(p for p in args.parts.split(",") if p), args.answers, args.class_descriptions)
+    except (ConfigError, PreparedDataError, FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0

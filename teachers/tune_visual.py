@@ -1,0 +1,109 @@
+"""Tuning the CLIP image tower (``mmcl tune-teacher``, part ``visual``).
+
+The tower sees the person-cropped frames precompute feeds it; the embeddings of a sample's k frames (L2-normalised
+when the teacher normalises them) are mean-pooled, as FAM pools them, and trained with a linear classification head
+(``objective: classify``) or CLIP-style, as cosine logits at CLIP's temperature against the frozen text tower's
+embeddings of the class descriptions (``objective: clip``). ``method: lora`` trains peft LoRA adapters on
+``lora.target_modules`` (open_clip's ``c_fc`` / ``c_proj`` MLP layers and ``attn`` attention by default); ``full``
+trains every weight of the tower. The head is a training device only: the teacher keeps the tower.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from teachers.adapters import lora_config, save_full_visual
+from teachers.config import ConfigError, TeacherConfig, to_yaml
+from teachers.fit import fingerprint, fit, summary, trainable
+
+if TYPE_CHECKING:
+    from teachers.tune import DecodedInputs, TuneConfig
+
+
+class VisualObjective(nn.Module):
+    """Mean-pooled frame embeddings -> class logits: a linear head, or CLIP-style cosine logits against fixed class
+    text embeddings at CLIP's own temperature."""
+
+    def __init__(self, objective: str, dim: int, num_classes: int, class_text: torch.Tensor | None = None,
+                 logit_scale: float = 100.0):
+        super().__init__()
+        self.objective = objective
+        if objective == "classify":
+            self.head = nn.Linear(dim, num_classes)
+        else:
+            self.register_buffer("class_text", F.normalize(class_text.float(), dim=-1), persistent=False)
+            self.scale = logit_scale
+
+    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+        if self.objective == "classify":
+            return self.head(pooled)
+        return self.scale * F.normalize(pooled, dim=-1) @ self.class_text.T
+
+
+class VisualTuner(nn.Module):
+    """The CLIP image tower (LoRA-wrapped or fully trainable) and the objective, as one trainable module."""
+
+    def __init__(self, tower: nn.Module, objective: VisualObjective, normalize: bool):
+        super().__init__()
+        self.tower = tower
+        self.objective = objective
+        self.normalize = normalize
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Pixels (N, k, 3, S, S) -> logits (N, C)."""
+        n, k = pixels.shape[:2]
+        emb = self.tower(pixels.flatten(0, 1)).float()
+        if self.normalize:
+            emb = F.normalize(emb, dim=-1)
+        return self.objective(emb.view(n, k, -1).mean(1))
+
+
+def tune_visual(config: TeacherConfig, tune: TuneConfig, clip, inputs: DecodedInputs, num_classes: int,
+                out: Path, class_descriptions: list[str] | None, device: torch.device, progress: bool) -> dict:
+    """Tune the image tower of the loaded ``clip`` teacher (:class:`teachers.clip.ClipTeacher`) on ``inputs``."""
+    v = tune.visual
+    torch.manual_seed(tune.seed)
+    tower = clip.model.visual
+    if v.method == "lora":
+        from peft import get_peft_model
+
+        tower = get_peft_model(tower, lora_config(v.lora))
+    else:
+        tower.requires_grad_(True)
+    class_text = None
+    if v.objective == "clip":
+        if class_descriptions is None:
+            raise ConfigError("tune.visual.objective clip needs class descriptions: pass --class-descriptions (a "
+                              "JSON list of {name, description}) or set classes.descriptions in the teacher config")
+        class_text = clip.encode_text(class_descriptions).clone()  # out of inference mode: used in the graph
+    scale = float(clip.model.logit_scale.exp()) if hasattr(clip.model, "logit_scale") else 100.0
+    model = VisualTuner(tower, VisualObjective(v.objective, clip.dim, num_classes, class_text, scale),
+                        config.clip.normalize).to(device)
+    key = fingerprint(part="visual", teacher=to_yaml(config), tune=v, seed=tune.seed, names=inputs.names_digest)
+
+    def step(batch):
+        pixels = torch.stack([item.pixels for item, _ in batch]).to(device)
+        labels = torch.tensor([label for _, label in batch], device=device)
+        return F.cross_entropy(model(pixels), labels)
+
+    state = fit("visual", model, step, inputs, v.batch_size, v.epochs, v.lr, v.weight_decay, tune.seed,
+                out / "state" / "visual.pt", key, progress=progress)
+    with torch.no_grad():
+        correct = 0
+        for s in range(0, len(inputs), v.batch_size):
+            batch = [inputs[j] for j in range(s, min(s + v.batch_size, len(inputs)))]
+            logits = model(torch.stack([item.pixels for item, _ in batch]).to(device))
+            correct += int((logits.argmax(1).cpu() == torch.tensor([lab for _, lab in batch])).sum())
+    target = out / "visual"
+    if v.method == "lora":
+        model.tower.save_pretrained(str(target))
+    else:
+        save_full_visual(model.tower, target)
+    num_trainable = sum(p.numel() for p in trainable(model.tower).values())
+    return {"method": v.method, "objective": v.objective, "trainable_parameters": num_trainable,
+            "train_top1": correct / max(len(inputs), 1), **summary(state)}
