@@ -207,6 +207,26 @@ def probe_cache(cache_dir: str | Path, data: PreparedData | None = None, kinds: 
     return record
 
 
+def chance_check(cache, data: PreparedData, kinds: tuple[str, ...], alpha: float = 0.01) -> dict[str, dict]:
+    """Whether a teacher cache's features tell the classes apart, from the training and validation splits only (the
+    test split is never read): per feature kind, the probe's validation top-1, chance, the one-sided binomial
+    p-value, ``at_chance`` (p > ``alpha``), and the training split's nearest-neighbour structure."""
+    out = {}
+    splits = {}
+    for split in ("train", "val"):
+        idx = [int(i) for i in data.split(split)]
+        splits[split] = ([data.names[i] for i in idx], np.asarray([int(data.labels[i]) for i in idx]))
+    for kind in kinds:
+        train, val = (Split(features(cache, names, kind), y, names) for names, y in splits.values())
+        result = probe(train, val, None, data.num_classes)
+        correct = int((result["val_scores"].argmax(1) == val.y).sum())
+        p = above_chance(correct, len(val.y), 1 / data.num_classes)
+        out[kind] = {"val_top1": correct / max(len(val.y), 1), "chance": 1 / data.num_classes, "p_above_chance": p,
+                     "val_samples": len(val.y), "at_chance": p > alpha,
+                     "neighbours_train": neighbour_structure(train.x, train.y, train.names)}
+    return out
+
+
 def markdown(records: list[dict]) -> str:
     """One row per (cache, feature kind): test top-1, chance, pair classes."""
     pairs = records[0]["pairs"] if records else []

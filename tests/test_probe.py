@@ -139,3 +139,19 @@ def test_export_import_round_trip_is_exact(prepared, tmp_path):
     for f in ("key.json", "config.yaml"):
         assert (cache / f).read_bytes() == (back / f).read_bytes()
     assert main(["teacher-cache", "import", str(tmp_path / "hf"), "--out", str(tmp_path / "b")]) == 2  # exists
+
+
+def test_chance_check_reads_train_and_val_only(prepared, tmp_path, monkeypatch):
+    from teachers.probe import chance_check
+
+    data = PreparedData(prepared)
+    test_names = {data.names[int(i)] for i in data.split("test")}
+    good = open_cache(make_cache(tmp_path, prepared, "good", informative))
+    rand = open_cache(make_cache(tmp_path, prepared, "rand", lambda *a: a[2].normal(size=D).astype(np.float32)))
+    read = []
+    getitem = type(good).__getitem__
+    monkeypatch.setattr(type(good), "__getitem__", lambda self, n: read.append(n) or getitem(self, n))
+    assert chance_check(good, data, ("visual",))["visual"]["at_chance"] is False
+    verdict = chance_check(rand, data, ("visual", "text"))
+    assert verdict["visual"]["at_chance"] and verdict["text"]["at_chance"] and verdict["visual"]["val_samples"] == 16
+    assert read and not test_names & set(read)
