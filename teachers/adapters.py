@@ -19,12 +19,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from mmcl.errors import CheckpointError
+
 PEFT_CONFIG = "adapter_config.json"
 FULL_VISUAL = "visual.safetensors"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
 
 
-class AdapterError(ValueError):
+class AdapterError(CheckpointError):
     """A tuned-teacher directory is missing or does not hold what it should; the message names the path."""
 
 

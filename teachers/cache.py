@@ -371,8 +371,12 @@ class TeacherCache:
         if not manifest.exists():
             hint = " (precompute has not finished: run it again to resume)" if (self.path / "key.json").exists() else ""
             raise CacheError(f"{self.path} is not a finished teacher cache: no manifest.json{hint}")
-        self.manifest: dict = json.loads(manifest.read_text())
-        index = json.loads((self.path / "index.json").read_text())
+        self.manifest: dict = _read_json(manifest)
+        index = _read_json(self.path / "index.json")
+        if not (isinstance(self.manifest, dict) and isinstance(index, dict) and "num_prompts" in self.manifest
+                and {"chunks", "rows"} <= set(index)):
+            raise CacheError(f"{self.path}: manifest.json or index.json lacks its fields (an edited or foreign file); "
+                             f"precompute the cache again")
         self._chunks: list[str] = index["chunks"]
         self._rows: dict[str, list[int]] = index["rows"]
         self._failed = {f["name"]: f["reason"] for f in self.manifest.get("failures", [])}
@@ -526,6 +530,16 @@ def verify_chunks(path: Path, manifest: dict, index: dict) -> None:
                 raw[a:b].decode()
         except UnicodeDecodeError as exc:
             raise CacheError(f"{file}: an answer is not UTF-8 ({exc}); precompute the cache again") from None
+
+
+def _read_json(path: Path):
+    """A cache's JSON file; an unreadable one is a :class:`CacheError` naming it."""
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise CacheError(f"{path} is missing: the teacher cache {path.parent} is incomplete") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CacheError(f"{path} is corrupt ({type(exc).__name__}: {exc}); precompute the cache again") from None
 
 
 def open_cache(path: str | os.PathLike) -> TeacherCache:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -90,10 +89,13 @@ def import_cache(dataset_dir: str | Path, root: str | Path | None = None, chunk_
     ident_file = dataset_dir / IDENTITY_FILE
     if not ident_file.is_file():
         raise CacheError(f"{dataset_dir} is not an exported teacher cache (no {IDENTITY_FILE})")
-    ident = json.loads(ident_file.read_text())
+    try:
+        ident = json.loads(ident_file.read_text())
+        key, manifest = ident["key"], ident["manifest"]
+    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise CacheError(f"{ident_file} is not a teacher-cache identity file ({type(exc).__name__}: {exc})") from None
     if ident.get("format") != EXPORT_FORMAT:
         raise CacheError(f"{ident_file}: export format {ident.get('format')}, this mmcl reads {EXPORT_FORMAT}")
-    key, manifest = ident["key"], ident["manifest"]
     if key_hash(key) != manifest.get("key_hash"):
         raise CacheError(f"{ident_file}: the key does not hash to the manifest's key_hash (an edited file?)")
     path = Path(root) if root is not None else default_cache_root()
@@ -140,12 +142,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        if args.action == "export":
-            print(f"exported to {export_cache(args.cache, args.out)}")
-        else:
-            print(f"imported into {import_cache(args.dataset, args.out)}")
-    except (CacheError, FileExistsError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    if args.action == "export":
+        print(f"exported to {export_cache(args.cache, args.out)}")
+    else:
+        print(f"imported into {import_cache(args.dataset, args.out)}")
     return 0

@@ -22,8 +22,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from mmcl.errors import ConfigError
 from mmcl.io import atomic_path
-from teachers.config import ConfigError
 
 
 def fingerprint(**parts) -> str:

@@ -32,7 +32,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mmcl.data.prepared import PreparedData, PreparedDataError
+from mmcl.data.prepared import PreparedData
+from mmcl.errors import ConfigError, DataError
 from mmcl.io import atomic_path, atomic_write_text, write_json
 
 FEATURE_KINDS = ("visual", "text")
@@ -45,10 +46,10 @@ _NAME = re.compile(r"S(\d{3})C(\d{3})P(\d{3})R(\d{3})A(\d{3})")
 def features(cache, names: list[str], kind: str) -> np.ndarray:
     """(N, D) probe inputs of ``names``: visual -> mean over frames, text -> the prompts' vectors concatenated."""
     if kind not in FEATURE_KINDS:
-        raise ValueError(f"feature kind must be one of {FEATURE_KINDS}, got {kind!r}")
+        raise ConfigError(f"feature kind must be one of {FEATURE_KINDS}, got {kind!r}")
     missing = [n for n in names if n not in cache]
     if missing:
-        raise KeyError(f"{len(missing)} samples have no features in the teacher cache {cache.path}, e.g. "
+        raise DataError(f"{len(missing)} samples have no features in the teacher cache {cache.path}, e.g. "
                        f"{missing[:3]}; run `mmcl precompute` for every split the probe reads")
     rows = [cache[n]["visual_mean"] if kind == "visual" else cache[n]["text"].reshape(-1) for n in names]
     return np.stack(rows).astype(np.float32)
@@ -172,14 +173,14 @@ def probe_cache(cache_dir: str | Path, data: PreparedData | None = None, kinds: 
     pairs = default_pairs(classes) if pairs is None else pairs
     unknown = [c for p in pairs for c in p if c not in classes]
     if unknown:
-        raise ValueError(f"--pair names unknown classes {unknown}; the classes are {classes}")
+        raise ConfigError(f"--pair names unknown classes {unknown}; the classes are {classes}")
     pair_ids = [(classes.index(a), classes.index(b)) for a, b in pairs]
     splits = {}
     for split in ("train", "val", "test"):
         idx = [int(i) for i in data.split(split)]
         splits[split] = ([data.names[i] for i in idx], np.asarray([int(data.labels[i]) for i in idx]))
     if not len(splits["train"][0]) or not len(splits["val"][0]):
-        raise ValueError(f"{data.root}: the probe needs non-empty train and val splits")
+        raise DataError(f"{data.root}: the probe needs non-empty train and val splits")
     record = {"cache": str(cache.path), "teacher": cache.manifest.get("config_name"),
               "key_hash": cache.manifest.get("key_hash"), "dataset": str(data.root), "num_classes": len(classes),
               "classes": classes, "pairs": [list(p) for p in pairs],
@@ -299,24 +300,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from teachers.cache import CacheError
-
-    try:
-        kinds = tuple(k for k in args.features.split(",") if k)
-        pairs = None
-        if args.pair:
-            pairs = []
-            for p in args.pair:
-                if p.count(":") != 1:
-                    raise ValueError(f"--pair {p!r}: expected two class names separated by ':'")
-                pairs.append(tuple(p.split(":")))
-        data = PreparedData(args.data) if args.data else None
-        records = [probe_cache(c, data, kinds, pairs) for c in args.cache]
-        command = "mmcl probe " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else ""
-        path = write_results(records, args.out or args.cache[0], args.name, command)
-    except (CacheError, PreparedDataError, FileNotFoundError, KeyError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    kinds = tuple(k for k in args.features.split(",") if k)
+    pairs = None
+    if args.pair:
+        pairs = []
+        for p in args.pair:
+            if p.count(":") != 1:
+                raise ConfigError(f"--pair {p!r}: expected two class names separated by ':'")
+            pairs.append(tuple(p.split(":")))
+    data = PreparedData(args.data) if args.data else None
+    records = [probe_cache(c, data, kinds, pairs) for c in args.cache]
+    command = "mmcl probe " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else ""
+    path = write_results(records, args.out or args.cache[0], args.name, command)
     print(markdown(records))
     print(f"written: {path} (+ .md, .png)", file=sys.stderr)
     return 0

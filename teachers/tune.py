@@ -38,9 +38,10 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from mmcl.data.prepared import PreparedData, PreparedDataError
+from mmcl.data.prepared import PreparedData
+from mmcl.errors import ConfigError, DataError
 from mmcl.io import write_json
-from teachers.config import ConfigError, TeacherConfig, load_config, to_yaml
+from teachers.config import TeacherConfig, load_config, to_yaml
 from teachers.inputs import SampleInput, VideoInputs
 from teachers.video import VideoError, find_video, open_video
 
@@ -158,14 +159,14 @@ def read_answers(path: str | os.PathLike, names: set[str]) -> dict[str, dict[str
             try:
                 item = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}:{number}: not JSON ({exc.msg})") from None
+                raise DataError(f"{path}:{number}: not JSON ({exc.msg})") from None
             if isinstance(item, dict) and isinstance(item.get("name"), str) and item["name"] not in names:
                 continue
             if not isinstance(item, dict) or not all(isinstance(item.get(k), str) for k in ("name", "prompt", "answer")):
-                raise ValueError(f"{path}:{number}: expected an object with string fields name, prompt, answer")
+                raise DataError(f"{path}:{number}: expected an object with string fields name, prompt, answer")
             prompts = out.setdefault(item["name"], {})
             if item["prompt"] in prompts:
-                raise ValueError(f"{path}:{number}: sample {item['name']!r} answers {item['prompt']!r} twice")
+                raise DataError(f"{path}:{number}: sample {item['name']!r} answers {item['prompt']!r} twice")
             prompts[item["prompt"]] = item["answer"]
     return out
 
@@ -235,13 +236,13 @@ def tune_teacher(config: TeacherConfig, tune: TuneConfig, data: PreparedData, vi
     if "language" in parts and answers_path is None:
         raise ConfigError("language tuning needs an answers file (--answers; `mmcl synth` writes answers.jsonl)")
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    out = Path(out) if out is not None else default_out(config, data)
-    out.mkdir(parents=True, exist_ok=True)
     indices = training_indices(data)
     train_names = [data.names[i] for i in indices]
     answers = read_answers(answers_path, set(train_names)) if "language" in parts else {}
     descriptions_path = descriptions_path or config.classes.descriptions
     descriptions = load_descriptions(descriptions_path, data.class_names) if descriptions_path else None
+    out = Path(out) if out is not None else default_out(config, data)
+    out.mkdir(parents=True, exist_ok=True)
     clip = ClipTeacher(config.clip, device)
     video_inputs = VideoInputs(data, indices, videos, config.video, config.llm.canvas, clip.preprocess)
     decoded = DecodedInputs(video_inputs, [int(data.labels[i]) for i in indices], tune.cache_inputs,
@@ -288,13 +289,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        tune_overrides = [o for o in args.overrides if o.startswith("tune.")]
-        config = load_config(args.config, [o for o in args.overrides if not o.startswith("tune.")])
-        tune = load_tune_config(tune_overrides)
-        tune_teacher(config, tune, PreparedData(args.data), args.videos, args.out,
-                     tuple(p for p in args.parts.split(",") if p), args.answers, args.class_descriptions)
-    except (ConfigError, PreparedDataError, FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    config = load_config(args.config, [o for o in args.overrides if not o.startswith("tune.")])
+    tune = load_tune_config([o for o in args.overrides if o.startswith("tune.")])
+    tune_teacher(config, tune, PreparedData(args.data), args.videos, args.out,
+                 tuple(p for p in args.parts.split(",") if p), args.answers, args.class_descriptions)
     return 0

@@ -294,9 +294,48 @@ def stream_cases() -> dict[str, Case]:
             "ensemble-compare-weights-count": Case(ensemble, ("--compare-weights: 1 weights for 2 runs",))}
 
 
+# ------------------------------------------------------------------------------------------------ teacher caches
+
+def teacher_cache_cases() -> dict[str, Case]:
+    """A teacher cache whose manifest is broken (mmcl probe), an exported cache whose identity file is broken
+    (mmcl teacher-cache import), an answers file with a bad line (mmcl tune-teacher, before any model loads)."""
+    from test_probe import informative, make_cache, write_probe_prepared
+
+    cases = {}
+    for kind in ("empty", "truncated", "random", "headerflip"):
+        def probe(d: Path, kind=kind) -> list[str]:
+            cache = make_cache(d, write_probe_prepared(d / "prepared"), "good", informative)
+            raw = (cache / "manifest.json").read_bytes()
+            (cache / "manifest.json").write_bytes(corruptions(raw)[kind])
+            return ["probe", "--cache", str(cache), "--out", str(d / "out")]
+
+        def imported(d: Path, kind=kind) -> list[str]:
+            from teachers.export import export_cache
+
+            cache = make_cache(d / "a", write_probe_prepared(d / "prepared"), "good", informative)
+            export_cache(cache, d / "hf")
+            raw = (d / "hf" / "teacher_cache.json").read_bytes()
+            (d / "hf" / "teacher_cache.json").write_bytes(corruptions(raw)[kind])
+            return ["teacher-cache", "import", str(d / "hf"), "--out", str(d / "out")]
+        cases[f"probe-manifest-{kind}"] = Case(probe, ("manifest.json",))
+        cases[f"cache-import-{kind}"] = Case(imported, ("teacher_cache.json",))
+
+    def answers(d: Path) -> list[str]:
+        prepared = write_probe_prepared(d / "prepared")
+        name = PreparedData(prepared).names[0]
+        (d / "answers.jsonl").write_text(json.dumps({"name": name, "prompt": "p", "answer": "a"}) + "\n"
+                                         + json.dumps({"name": name, "prompt": 3}) + "\n")
+        (d / "videos").mkdir()
+        return ["tune-teacher", "--config", "clip_vitb32_qwen25vl7b", "--data", str(prepared), "--videos", str(d / "videos"),
+                "--answers", str(d / "answers.jsonl"), "--out", str(d / "out")]
+    cases["tune-answers-bad-line"] = Case(answers, ("{tmp}/answers.jsonl:2",))
+    return cases
+
+
 # ------------------------------------------------------------------------------------------------ the tests
 
-ERROR_CASES = {**npz_cases(), **pyskl_cases(), **utd_error_cases(), **longtail_cases(), **stream_cases()}
+ERROR_CASES = {**npz_cases(), **pyskl_cases(), **utd_error_cases(), **longtail_cases(), **stream_cases(),
+               **teacher_cache_cases()}
 SKIP_CASES = {**pyskl_skip_cases(), **utd_skip_cases()}
 
 

@@ -18,8 +18,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 K, D, P, DT = 3, 24, 2, 8
 
 
-@pytest.fixture(scope="module")
-def prepared(tmp_path_factory) -> Path:
+def write_probe_prepared(out: Path) -> Path:
     """16 classes x 10 performers, one sample each; performers 1-6 train, 7 val, 8-10 test."""
     info = PreparedInfo(dataset="probefix", layout="ntu25", num_person=1, class_names=CLASSES)
     samples, splits = [], {s: [] for s in SPLITS}
@@ -27,8 +26,13 @@ def prepared(tmp_path_factory) -> Path:
         for a in range(len(CLASSES)):
             split = next(s for s, r in SPLITS.items() if p in r)
             splits[split].append(len(samples))
-            samples.append((f"S{1 + (p - 1) // 2:03d}C001P{p:03d}R001A{a + 1:03d}", a, np.zeros((2, 1, 25, 3))))
-    return write_prepared(tmp_path_factory.mktemp("probe") / "prepared", info, samples, splits)
+            samples.append((f"S{1 + (p - 1) // 2:03d}C001P{p:03d}R001A{a + 1:03d}", a, np.ones((2, 1, 25, 3))))
+    return write_prepared(out, info, samples, splits)
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory) -> Path:
+    return write_probe_prepared(tmp_path_factory.mktemp("probe") / "prepared")
 
 
 def make_cache(root: Path, prepared: Path, name: str, visual_fn, seed: int = 0) -> Path:
