@@ -7,8 +7,8 @@ Visual (the CLIP image tower), one of:
 - the whole tower's weights, ``visual.safetensors`` (full fine-tuning, the tiny random model's case).
 
 Language (the vision-language model): a peft LoRA adapter; when tuning had to add words to a word-level tokenizer
-(the tiny model's), the extended processor is saved beside it and the base model's embeddings are resized to it before
-the adapter is loaded.
+(the tiny model's) or changed the image processor's settings, the processor is saved beside it (and the base model's
+embeddings are resized to its tokenizer before the adapter is loaded).
 """
 
 from __future__ import annotations

@@ -82,6 +82,9 @@ class LanguageTuneConfig:
     enabled: bool = True
     lora: LoraSettings = field(default_factory=lambda: LoraSettings(rank=16, alpha=32, dropout=0.05,
                                                                     target_modules=["all-linear"]))
+    modules_to_save: list[str] = field(default_factory=list)  # modules trained in full beside the adapters
+    image_processor: dict = field(default_factory=dict)  # settings of the image processor the tuned model is trained
+    # and run with (saved with the adapter), e.g. a Qwen-VL's {size: {longest_edge: 50176}} for 224x224 canvases
     epochs: int = 3
     batch_size: int = 8  # (sample, prompt) examples
     lr: float = 2e-4

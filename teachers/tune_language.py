@@ -139,13 +139,18 @@ def tune_language(config: TeacherConfig, tune: TuneConfig, inputs: DecodedInputs
     processor = AutoProcessor.from_pretrained(config.llm.model, revision=config.llm.revision)
     model = AutoModelForImageTextToText.from_pretrained(config.llm.model, revision=config.llm.revision,
                                                         dtype=TORCH_DTYPES[config.llm.dtype])
+    for key, value in lang.image_processor.items():
+        if not hasattr(processor.image_processor, key):
+            raise ConfigError(f"tune.language.image_processor.{key}: the image processor of {config.llm.model} has "
+                              f"no such setting")
+        setattr(processor.image_processor, key, value)
     examples_answers = sorted({a for prompts in answers.values() for a in prompts.values()})
     added = extend_vocabulary(processor.tokenizer, examples_answers)
-    extra = {}
+    modules = list(lang.modules_to_save)
     if added:
         model.resize_token_embeddings(len(processor.tokenizer))
-        extra["modules_to_save"] = ["embed_tokens", "lm_head"]
-    model = get_peft_model(model, lora_config(lang.lora, **extra)).to(device)
+        modules += ["embed_tokens", "lm_head"]
+    model = get_peft_model(model, lora_config(lang.lora, modules_to_save=modules or None)).to(device)
     dataset = LanguageExamples(inputs, answers, processor, config.llm.system_prompt)
     if not len(dataset):
         raise ConfigError("no answer in the answers file belongs to a training sample with a decoded video")
@@ -164,7 +169,7 @@ def tune_language(config: TeacherConfig, tune: TuneConfig, inputs: DecodedInputs
                 progress=progress)
     target = out / "language"
     model.save_pretrained(str(target))
-    if added:
+    if added or lang.image_processor:
         processor.save_pretrained(str(target))
     check = check_answers(model, processor, dataset, lang.check_samples, device)
     num_trainable = sum(p.numel() for p in trainable(model).values())

@@ -1,9 +1,9 @@
 """Tuning the CLIP image tower (``mmcl tune-teacher``, part ``visual``).
 
 The tower sees the person-cropped frames precompute feeds it; the embeddings of a sample's k frames (L2-normalised
-when the teacher normalises them) are mean-pooled, as FAM pools them, and trained with a linear classification head
-(``objective: classify``) or CLIP-style, as cosine logits at CLIP's temperature against the frozen text tower's
-embeddings of the class descriptions (``objective: clip``). ``method: lora`` trains peft LoRA adapters on
+when the teacher normalises them) are mean-pooled, as FAM pools them, and scored by cosine similarity to one prototype
+per class at CLIP's temperature: learned prototypes (``objective: classify``, a classification head on the unit
+sphere) or, CLIP-style, the frozen text tower's embeddings of the class descriptions (``objective: clip``). ``method: lora`` trains peft LoRA adapters on
 ``lora.target_modules`` (open_clip's ``c_fc`` / ``c_proj`` MLP layers and ``attn`` attention by default); ``full``
 trains every weight of the tower. The head is a training device only: the teacher keeps the tower.
 """
@@ -27,23 +27,23 @@ if TYPE_CHECKING:
 
 
 class VisualObjective(nn.Module):
-    """Mean-pooled frame embeddings -> class logits: a linear head, or CLIP-style cosine logits against fixed class
-    text embeddings at CLIP's own temperature."""
+    """Mean-pooled frame embeddings -> class logits: cosine similarity to one prototype per class, times CLIP's own
+    logit scale. ``classify``: the prototypes are learned (a linear head on the unit sphere); ``clip``: they are the
+    frozen text embeddings of the class descriptions. Either way the angles the cache stores, and FAM aligns with,
+    are what is trained (a plain linear head on unit-norm features learns mostly its own scale)."""
 
     def __init__(self, objective: str, dim: int, num_classes: int, class_text: torch.Tensor | None = None,
                  logit_scale: float = 100.0):
         super().__init__()
         self.objective = objective
+        self.scale = logit_scale
         if objective == "classify":
-            self.head = nn.Linear(dim, num_classes)
+            self.prototypes = nn.Parameter(torch.randn(num_classes, dim) / dim ** 0.5)
         else:
-            self.register_buffer("class_text", F.normalize(class_text.float(), dim=-1), persistent=False)
-            self.scale = logit_scale
+            self.register_buffer("prototypes", class_text.float(), persistent=False)
 
     def forward(self, pooled: torch.Tensor) -> torch.Tensor:
-        if self.objective == "classify":
-            return self.head(pooled)
-        return self.scale * F.normalize(pooled, dim=-1) @ self.class_text.T
+        return self.scale * F.normalize(pooled, dim=-1) @ F.normalize(self.prototypes, dim=-1).T
 
 
 class VisualTuner(nn.Module):
