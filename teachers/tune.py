@@ -38,10 +38,11 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from mmcl.config import to_yaml
 from mmcl.data.prepared import PreparedData
 from mmcl.errors import ConfigError, DataError
 from mmcl.io import write_json
-from teachers.config import TeacherConfig, load_config, to_yaml
+from teachers.config import TeacherConfig, load_config
 from teachers.inputs import SampleInput, VideoInputs
 from teachers.video import VideoError, find_video, open_video
 
@@ -200,7 +201,7 @@ class DecodedInputs(torch.utils.data.Dataset):
         else:
             for j, name in enumerate(names):
                 try:
-                    open_video(find_video(inputs.videos_dir, name, inputs.video.patterns))
+                    open_video(find_video(inputs.videos_dir, name, inputs.video.patterns), inputs.video_backend)
                     self.positions.append(j)
                 except VideoError as exc:
                     self.failed[name] = str(exc)
@@ -231,6 +232,7 @@ def tune_teacher(config: TeacherConfig, tune: TuneConfig, data: PreparedData, vi
     from teachers.clip import ClipTeacher
     from teachers.fit import plot_losses
     from teachers.precompute import load_descriptions
+    from teachers.tiny import ensure_tiny_teachers
 
     parts = tuple(p for p in parts if getattr(tune, p).enabled)
     unknown = [p for p in parts if p not in PARTS]
@@ -246,8 +248,10 @@ def tune_teacher(config: TeacherConfig, tune: TuneConfig, data: PreparedData, vi
     descriptions = load_descriptions(descriptions_path, data.class_names) if descriptions_path else None
     out = Path(out) if out is not None else default_out(config, data)
     out.mkdir(parents=True, exist_ok=True)
+    ensure_tiny_teachers(config)
     clip = ClipTeacher(config.clip, device)
-    video_inputs = VideoInputs(data, indices, videos, config.video, config.llm.canvas, clip.preprocess)
+    video_inputs = VideoInputs(data, indices, videos, config.video, config.llm.canvas, clip.preprocess,
+                               config.runtime.video_backend)
     decoded = DecodedInputs(video_inputs, [int(data.labels[i]) for i in indices], tune.cache_inputs,
                             config.runtime.num_workers, progress)
     if not len(decoded):

@@ -16,9 +16,10 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 
-from teachers.adapters import lora_config
+from mmcl.config import to_yaml
 from mmcl.errors import ConfigError
-from teachers.config import TeacherConfig, to_yaml
+from teachers.adapters import lora_config
+from teachers.config import TeacherConfig
 from teachers.fit import fingerprint, fit, summary, trainable
 from teachers.llm import TORCH_DTYPES, chat_text
 

@@ -17,9 +17,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from teachers.adapters import lora_config, save_full_visual
+from mmcl.config import to_yaml
 from mmcl.errors import ConfigError
-from teachers.config import TeacherConfig, to_yaml
+from teachers.adapters import lora_config, save_full_visual
+from teachers.config import TeacherConfig
 from teachers.fit import fingerprint, fit, summary, trainable
 
 if TYPE_CHECKING:
