@@ -17,8 +17,10 @@ Layout of ``<root>/<dataset>-<config name>-<hash>/`` (root: ``mmcl.paths.cache_d
 
 A chunk is written to a temporary name and renamed (safetensors first, then its record), so a killed run leaves only
 whole chunks; a chunk file without its record is ignored and overwritten. The key covers models (hub id + revision,
-or a content fingerprint of local files), prompts, sampling, crop, canvas, text encoder and dtypes, but not batch
-sizes, workers or device (:class:`teachers.config.RuntimeConfig`) nor where the videos are found.
+or a content fingerprint of local files), tuned adapters by content (``clip.adapter`` / ``llm.adapter``, only when set,
+so tuned and untuned features never share a directory), prompts, sampling, crop, canvas, text encoder and dtypes, but
+not batch sizes, workers or device (:class:`teachers.config.RuntimeConfig`), the tune settings (their result, the
+adapters, is keyed) nor where the videos are found.
 
 :func:`open_cache` reads it: lookups are O(1) through the index, and each read memory-maps only its chunk's rows.
 """
@@ -117,7 +119,7 @@ def cache_key(config: TeacherConfig, dataset: str) -> dict:
             "max_length": c.text_encoder.max_length}
     if c.text_encoder.kind == "hf":
         text["model"] = model_source(c.text_encoder.model, c.text_encoder.revision)
-    return {
+    key = {
         "format": CACHE_FORMAT,
         "dataset": dataset,
         "video": {"num_frames": c.video.num_frames, "crop": asdict(c.video.crop)},
@@ -138,6 +140,13 @@ def cache_key(config: TeacherConfig, dataset: str) -> dict:
         },
         "text_encoder": text,
     }
+    for part, adapter in (("clip", c.clip.adapter), ("llm", c.llm.adapter)):
+        if adapter:  # tuned weights by content (only then: untuned keys stay what they were)
+            if not Path(adapter).is_dir():
+                raise CacheError(f"{part}.adapter {adapter} is not a directory: tune the teacher first "
+                                 f"(`mmcl tune-teacher --config {c.name} ...`)")
+            key[part]["adapter_sha256"] = fingerprint_path(adapter)
+    return key
 
 
 def key_hash(key: dict) -> str:

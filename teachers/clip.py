@@ -60,6 +60,10 @@ class ClipTeacher:
             register_model_config(config.model, config.model_config)
         model, _, preprocess = open_clip.create_model_and_transforms(
             config.model, pretrained=config.pretrained, device=self.device, require_pretrained=True)
+        if config.adapter:
+            from teachers.adapters import load_visual_adapter
+
+            model.visual = load_visual_adapter(model.visual, config.adapter).to(self.device)
         self.model = model.eval().requires_grad_(False)
         self.preprocess = preprocess
         self.tokenizer = open_clip.get_tokenizer(config.model)

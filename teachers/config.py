@@ -9,8 +9,11 @@ suggestions, :class:`~mmcl.config.ConfigError`) through :func:`load_config`, whi
 - ``${tiny:ITEM}``: a file of the tiny, randomly initialised offline teachers (``clip_config``, ``clip_checkpoint``,
   ``vlm``) under ``mmcl.paths.cache_dir() / "tiny-teachers"``. Resolving only names the path; the files are built by
   :func:`teachers.tiny.ensure_tiny_teachers`, which ``mmcl precompute`` calls.
+- ``${cachedir:PATH}``: ``PATH`` under ``mmcl.paths.cache_dir()`` (``$MMCL_CACHE`` or the repository's ``cache/``),
+  e.g. where ``mmcl tune-teacher`` writes the tuned demo teachers (``configs/teachers/tiny_tuned.yaml``).
 
-Everything except :class:`RuntimeConfig` changes the features and therefore the cache key (:mod:`teachers.cache`).
+Everything except :class:`RuntimeConfig` and :class:`TuneConfig` changes the features and therefore the cache key
+(:mod:`teachers.cache`); the tuned weights a config names (``clip.adapter``, ``llm.adapter``) enter the key by content.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from mmcl.config import ConfigError, ConfigValueError, check, find_config
 from mmcl.config import load_config as _load
 
 CANVAS_LAYOUTS = ("splice", "grid", "frame")
+VISUAL_METHODS = ("lora", "full")
+VISUAL_OBJECTIVES = ("classify", "clip")
 FIT_MODES = ("letterbox", "stretch")
 CLIP_PRECISIONS = ("fp32", "bf16", "fp16")
 TRUNCATED_POLICIES = ("fail", "skip", "use")
@@ -90,6 +95,7 @@ class ClipConfig:
     model_config: Optional[str] = None
     precision: str = "fp32"
     normalize: bool = True
+    adapter: Optional[str] = None  # the visual/ directory `mmcl tune-teacher` writes (LoRA merged, or a tuned tower)
 
 
 @dataclass
@@ -122,7 +128,9 @@ class LLMConfig:
     """Multimodal-LLM teacher through transformers (AutoProcessor + AutoModelForImageTextToText).
 
     ``model``: hub id or local directory. The prompts are ``questions`` followed by each template expanded over its
-    values, in order (:func:`expand_prompts`). Generation is greedy, ``max_new_tokens`` at most.
+    values, in order (:func:`expand_prompts`). Generation is greedy, ``max_new_tokens`` at most. ``adapter``: the
+    ``language/`` directory ``mmcl tune-teacher`` writes (a LoRA adapter, merged at load, and the processor it runs
+    with when tuning changed it).
     """
 
     model: str = "Qwen/Qwen2.5-VL-7B-Instruct"
@@ -133,6 +141,7 @@ class LLMConfig:
     questions: list[str] = field(default_factory=lambda: list(MMCL_QUESTIONS))
     templates: list[PromptTemplate] = field(default_factory=mmcl_templates)
     canvas: CanvasConfig = field(default_factory=CanvasConfig)
+    adapter: Optional[str] = None
 
 
 @dataclass
@@ -171,6 +180,59 @@ class RuntimeConfig:
 
 
 @dataclass
+class LoraSettings:
+    """peft LoRA: rank, scaling ``alpha`` (the update is scaled by alpha / rank), dropout and the modules adapted
+    (names or name suffixes; ``all-linear`` for every linear layer but the output head of a transformers model)."""
+
+    rank: int = 8
+    alpha: int = 16
+    dropout: float = 0.0
+    target_modules: list[str] = field(default_factory=lambda: ["c_fc", "c_proj", "attn"])
+
+
+@dataclass
+class VisualTuneConfig:
+    """Tuning of the CLIP image tower (see the module docstring)."""
+
+    enabled: bool = True
+    method: str = "lora"
+    objective: str = "classify"
+    lora: LoraSettings = field(default_factory=LoraSettings)
+    epochs: int = 10
+    batch_size: int = 16  # samples (each k frames)
+    lr: float = 1e-4
+    weight_decay: float = 0.01
+
+
+@dataclass
+class LanguageTuneConfig:
+    """LoRA tuning of the vision-language model on (canvas, prompt, answer) examples."""
+
+    enabled: bool = True
+    lora: LoraSettings = field(default_factory=lambda: LoraSettings(rank=16, alpha=32, dropout=0.05,
+                                                                    target_modules=["all-linear"]))
+    modules_to_save: list[str] = field(default_factory=list)  # modules trained in full beside the adapters
+    image_processor: dict = field(default_factory=dict)  # settings of the image processor the tuned model is trained
+    # and run with (saved with the adapter), e.g. a Qwen-VL's {size: {longest_edge: 50176}} for 224x224 canvases
+    epochs: int = 3
+    batch_size: int = 8  # (sample, prompt) examples
+    lr: float = 2e-4
+    weight_decay: float = 0.0
+    check_samples: int = 16  # training samples whose generated answers are compared with the file's after tuning
+
+
+@dataclass
+class TuneConfig:
+    """How ``mmcl tune-teacher`` adapts this config's models (:mod:`teachers.tune`); ``seed`` fixes the head's
+    initialisation and the example order. Not part of the cache key: the tuned weights are, by content."""
+
+    seed: int = 0
+    cache_inputs: bool = True  # keep the decoded training inputs in memory (else decode them every epoch)
+    visual: VisualTuneConfig = field(default_factory=VisualTuneConfig)
+    language: LanguageTuneConfig = field(default_factory=LanguageTuneConfig)
+
+
+@dataclass
 class TeacherConfig:
     """A complete teacher configuration; ``name`` defaults to the YAML file's stem."""
 
@@ -181,6 +243,7 @@ class TeacherConfig:
     text_encoder: TextEncoderConfig = field(default_factory=TextEncoderConfig)
     classes: ClassesConfig = field(default_factory=ClassesConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    tune: TuneConfig = field(default_factory=TuneConfig)
 
     def validate(self) -> None:
         """Value ranges and choices (the loader names the file that set a refused key)."""
@@ -216,6 +279,16 @@ class TeacherConfig:
         check(r.num_workers >= 0, "runtime.num_workers", r.num_workers, ">= 0")
         check(r.video_backend in ("auto", "decord", "pyav"), "runtime.video_backend", r.video_backend,
               "auto, decord or pyav")
+        v, lang = c.tune.visual, c.tune.language
+        check(v.method in VISUAL_METHODS, "tune.visual.method", v.method, f"one of {VISUAL_METHODS}")
+        check(v.objective in VISUAL_OBJECTIVES, "tune.visual.objective", v.objective, f"one of {VISUAL_OBJECTIVES}")
+        for part, t in (("visual", v), ("language", lang)):
+            check(t.epochs >= 1, f"tune.{part}.epochs", t.epochs, ">= 1")
+            check(t.batch_size >= 1, f"tune.{part}.batch_size", t.batch_size, ">= 1")
+            check(t.lr > 0, f"tune.{part}.lr", t.lr, "> 0")
+            check(t.lora.rank >= 1, f"tune.{part}.lora.rank", t.lora.rank, ">= 1")
+            check(len(t.lora.target_modules) > 0, f"tune.{part}.lora.target_modules", t.lora.target_modules,
+                  "a non-empty list")
 
 
 def expand_prompts(llm: LLMConfig) -> list[str]:
@@ -240,8 +313,16 @@ def _tiny_item(item: str) -> str:
     return str(paths[item])
 
 
+def _cache_path(path: str) -> str:
+    from mmcl.paths import cache_dir
+
+    return str(cache_dir() / path)
+
+
 if not OmegaConf.has_resolver("tiny"):
     OmegaConf.register_resolver("tiny", _tiny_item)
+if not OmegaConf.has_resolver("cachedir"):
+    OmegaConf.register_resolver("cachedir", _cache_path)
 
 
 def load_config(name_or_path: str | os.PathLike, overrides: list[str] | tuple[str, ...] = ()) -> TeacherConfig:

@@ -36,13 +36,20 @@ class LLMTeacher:
         self.device = torch.device(device)
         self.batch_size = batch_size
         self.prompts = expand_prompts(config)
-        self.processor = AutoProcessor.from_pretrained(config.model, revision=config.revision)
+        from teachers.adapters import has_processor, load_language_adapter
+
+        tuned_processor = bool(config.adapter) and has_processor(config.adapter)
+        self.processor = (AutoProcessor.from_pretrained(config.adapter) if tuned_processor
+                          else AutoProcessor.from_pretrained(config.model, revision=config.revision))
         self.tokenizer = self.processor.tokenizer
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token is None:
             raise ValueError(f"llm.model {config.model}: the tokenizer has no pad token; batched generation needs one")
-        self.model = AutoModelForImageTextToText.from_pretrained(
-            config.model, revision=config.revision, dtype=TORCH_DTYPES[config.dtype]).to(self.device).eval()
+        model = AutoModelForImageTextToText.from_pretrained(config.model, revision=config.revision,
+                                                            dtype=TORCH_DTYPES[config.dtype])
+        if config.adapter:
+            model = load_language_adapter(model, config.adapter, len(self.tokenizer))
+        self.model = model.to(self.device).eval()
         self.templated = [chat_text(self.processor, p, config.system_prompt) for p in self.prompts]
 
     @torch.inference_mode()

@@ -32,7 +32,7 @@ import json
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -47,93 +47,6 @@ from teachers.inputs import SampleInput, VideoInputs
 from teachers.video import VideoError, find_video, open_video
 
 PARTS = ("visual", "language")
-VISUAL_METHODS = ("lora", "full")
-VISUAL_OBJECTIVES = ("classify", "clip")
-
-
-@dataclass
-class LoraSettings:
-    """peft LoRA: rank, scaling ``alpha`` (the update is scaled by alpha / rank), dropout and the modules adapted
-    (names or name suffixes; ``all-linear`` for every linear layer but the output head of a transformers model)."""
-
-    rank: int = 8
-    alpha: int = 16
-    dropout: float = 0.0
-    target_modules: list[str] = field(default_factory=lambda: ["c_fc", "c_proj", "attn"])
-
-
-@dataclass
-class VisualTuneConfig:
-    """Tuning of the CLIP image tower (see the module docstring)."""
-
-    enabled: bool = True
-    method: str = "lora"
-    objective: str = "classify"
-    lora: LoraSettings = field(default_factory=LoraSettings)
-    epochs: int = 10
-    batch_size: int = 16  # samples (each k frames)
-    lr: float = 1e-4
-    weight_decay: float = 0.01
-
-
-@dataclass
-class LanguageTuneConfig:
-    """LoRA tuning of the vision-language model on (canvas, prompt, answer) examples."""
-
-    enabled: bool = True
-    lora: LoraSettings = field(default_factory=lambda: LoraSettings(rank=16, alpha=32, dropout=0.05,
-                                                                    target_modules=["all-linear"]))
-    modules_to_save: list[str] = field(default_factory=list)  # modules trained in full beside the adapters
-    image_processor: dict = field(default_factory=dict)  # settings of the image processor the tuned model is trained
-    # and run with (saved with the adapter), e.g. a Qwen-VL's {size: {longest_edge: 50176}} for 224x224 canvases
-    epochs: int = 3
-    batch_size: int = 8  # (sample, prompt) examples
-    lr: float = 2e-4
-    weight_decay: float = 0.0
-    check_samples: int = 16  # training samples whose generated answers are compared with the file's after tuning
-
-
-@dataclass
-class TuneConfig:
-    """Settings of ``mmcl tune-teacher``; ``seed`` fixes the head's initialisation and the example order."""
-
-    seed: int = 0
-    cache_inputs: bool = True  # keep the decoded training inputs in memory (else decode them every epoch)
-    visual: VisualTuneConfig = field(default_factory=VisualTuneConfig)
-    language: LanguageTuneConfig = field(default_factory=LanguageTuneConfig)
-
-
-def load_tune_config(overrides: list[str] | tuple[str, ...] = ()) -> TuneConfig:
-    """Defaults <- ``tune.key=value`` overrides (the ``tune.`` prefix is optional), validated."""
-    from omegaconf import OmegaConf
-    from omegaconf.errors import OmegaConfBaseException
-
-    items = [o[len("tune."):] if o.startswith("tune.") else o for o in overrides]
-    for item in items:
-        if "=" not in item:
-            raise ConfigError(f"override {item!r} is not of the form tune.key=value")
-    try:
-        config = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(TuneConfig), OmegaConf.from_dotlist(items)))
-    except OmegaConfBaseException as exc:
-        raise ConfigError(f"tune settings: {exc}") from None
-    validate_tune(config)
-    return config
-
-
-def validate_tune(config: TuneConfig) -> None:
-    def check(ok: bool, key: str, value, expected: str) -> None:
-        if not ok:
-            raise ConfigError(f"tune.{key} = {value!r}; expected {expected}")
-
-    v, lang = config.visual, config.language
-    check(v.method in VISUAL_METHODS, "visual.method", v.method, f"one of {VISUAL_METHODS}")
-    check(v.objective in VISUAL_OBJECTIVES, "visual.objective", v.objective, f"one of {VISUAL_OBJECTIVES}")
-    for part, c in (("visual", v), ("language", lang)):
-        check(c.epochs >= 1, f"{part}.epochs", c.epochs, ">= 1")
-        check(c.batch_size >= 1, f"{part}.batch_size", c.batch_size, ">= 1")
-        check(c.lr > 0, f"{part}.lr", c.lr, "> 0")
-        check(c.lora.rank >= 1, f"{part}.lora.rank", c.lora.rank, ">= 1")
-        check(len(c.lora.target_modules) > 0, f"{part}.lora.target_modules", c.lora.target_modules, "a non-empty list")
 
 
 def training_indices(data: PreparedData) -> list[int]:
@@ -218,22 +131,33 @@ class DecodedInputs(torch.utils.data.Dataset):
         return item, self.labels[self.positions[j]]
 
 
-def default_out(config: TeacherConfig, data: PreparedData) -> Path:
+def output_dirs(config: TeacherConfig, data: PreparedData, out: str | Path | None = None) -> dict[str, Path]:
+    """Where tuning writes: ``out`` (``tune.json``, ``loss.png``, ``state/``), ``visual`` and ``language`` (the
+    adapters). A config that names its adapters (``clip.adapter``, ``llm.adapter``) gets them written there, with
+    ``out`` defaulting to the visual adapter's parent; otherwise ``out`` defaults to
+    ``<cache>/tuned-teachers/<dataset>-<config>`` and the adapters go to ``out/visual`` and ``out/language``."""
     from mmcl.paths import cache_dir
 
-    return cache_dir() / "tuned-teachers" / f"{data.info.dataset}-{config.name}"
+    if out is None:
+        named = config.clip.adapter or config.llm.adapter
+        out = Path(named).parent if named else cache_dir() / "tuned-teachers" / f"{data.info.dataset}-{config.name}"
+    out = Path(out)
+    return {"out": out, "visual": Path(config.clip.adapter or out / "visual"),
+            "language": Path(config.llm.adapter or out / "language")}
 
 
-def tune_teacher(config: TeacherConfig, tune: TuneConfig, data: PreparedData, videos: str | Path,
-                 out: str | Path | None = None, parts: tuple[str, ...] = PARTS, answers_path: str | Path | None = None,
+def tune_teacher(config: TeacherConfig, data: PreparedData, videos: str | Path, out: str | Path | None = None,
+                 parts: tuple[str, ...] = PARTS, answers_path: str | Path | None = None,
                  descriptions_path: str | Path | None = None, device: str | torch.device | None = None,
                  progress: bool = True) -> Path:
-    """Tune the parts of ``config``'s teachers that ``parts`` names and ``tune`` enables; returns the output dir."""
+    """Tune the parts of ``config``'s teachers that ``parts`` names and ``config.tune`` enables, starting from the
+    base models (never from adapters the config already names); returns the output directory."""
     from teachers.clip import ClipTeacher
     from teachers.fit import plot_losses
     from teachers.precompute import load_descriptions
     from teachers.tiny import ensure_tiny_teachers
 
+    tune = config.tune
     parts = tuple(p for p in parts if getattr(tune, p).enabled)
     unknown = [p for p in parts if p not in PARTS]
     if unknown or not parts:
@@ -246,10 +170,11 @@ def tune_teacher(config: TeacherConfig, tune: TuneConfig, data: PreparedData, vi
     answers = read_answers(answers_path, set(train_names)) if "language" in parts else {}
     descriptions_path = descriptions_path or config.classes.descriptions
     descriptions = load_descriptions(descriptions_path, data.class_names) if descriptions_path else None
-    out = Path(out) if out is not None else default_out(config, data)
+    dirs = output_dirs(config, data, out)
+    out = dirs["out"]
     out.mkdir(parents=True, exist_ok=True)
     ensure_tiny_teachers(config)
-    clip = ClipTeacher(config.clip, device)
+    clip = ClipTeacher(replace(config.clip, adapter=None), device)
     video_inputs = VideoInputs(data, indices, videos, config.video, config.llm.canvas, clip.preprocess,
                                config.runtime.video_backend)
     decoded = DecodedInputs(video_inputs, [int(data.labels[i]) for i in indices], tune.cache_inputs,
@@ -262,17 +187,18 @@ def tune_teacher(config: TeacherConfig, tune: TuneConfig, data: PreparedData, vi
     if "visual" in parts:
         from teachers.tune_visual import tune_visual
 
-        results["visual"] = tune_visual(config, tune, clip, decoded, data.num_classes, out, descriptions, device,
-                                        progress)
+        results["visual"] = tune_visual(config, clip, decoded, data.num_classes, out, dirs["visual"], descriptions,
+                                        device, progress)
     if "language" in parts:
         from teachers.tune_language import tune_language
 
-        results["language"] = tune_language(config, tune, decoded, answers, out, device, progress)
+        results["language"] = tune_language(config, decoded, answers, out, dirs["language"], device, progress)
     states = {p: torch.load(out / "state" / f"{p}.pt", map_location="cpu", weights_only=True)["progress"]
               for p in results}
     plot_losses(states, out / "loss.png")
     write_json(out / "tune.json", {
-        "teacher_config": config.name, "tune": asdict(tune), "dataset": str(data.root), "split": "train",
+        "teacher_config": config.name, "tune": asdict(tune), "adapters": {p: str(dirs[p]) for p in results},
+        "dataset": str(data.root), "split": "train",
         "train_samples": len(indices), "tuned_samples": len(decoded), "names_sha256": names_digest(train_names),
         "failed": decoded.failed, "parts": results, "wall_s": round(time.perf_counter() - start, 1),
         "device": str(device), "config_yaml": to_yaml(config)})
@@ -288,16 +214,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                                         "prompt, answer; `mmcl synth` writes answers.jsonl)")
     parser.add_argument("--class-descriptions", default=None,
                         help="JSON list of {name, description} (visual objective clip)")
-    parser.add_argument("--out", default=None, help="output directory (default: <cache>/tuned-teachers/"
-                                                    "<dataset>-<config>)")
+    parser.add_argument("--out", default=None, help="output directory (default: where the config's clip.adapter "
+                                                    "is, else <cache>/tuned-teachers/<dataset>-<config>)")
     parser.add_argument("--parts", default="visual,language", help="comma-separated: visual, language")
     parser.add_argument("overrides", nargs="*", metavar="key=value",
-                        help="tune.* settings (tune.visual.epochs=20) and teacher config overrides")
+                        help="teacher config overrides, the tune section's included (tune.visual.epochs=20)")
 
 
 def run(args: argparse.Namespace) -> int:
-    config = load_config(args.config, [o for o in args.overrides if not o.startswith("tune.")])
-    tune = load_tune_config([o for o in args.overrides if o.startswith("tune.")])
-    tune_teacher(config, tune, PreparedData(args.data), args.videos, args.out,
+    tune_teacher(load_config(args.config, args.overrides), PreparedData(args.data), args.videos, args.out,
                  tuple(p for p in args.parts.split(",") if p), args.answers, args.class_descriptions)
     return 0

@@ -24,7 +24,7 @@ from teachers.fit import fingerprint, fit, summary, trainable
 from teachers.llm import TORCH_DTYPES, chat_text
 
 if TYPE_CHECKING:
-    from teachers.tune import DecodedInputs, TuneConfig
+    from teachers.tune import DecodedInputs
 
 
 def extend_vocabulary(tokenizer, texts: list[str]) -> list[str]:
@@ -129,9 +129,11 @@ def collate_language(items: list[dict], pad_id: int) -> dict:
     return batch
 
 
-def tune_language(config: TeacherConfig, tune: TuneConfig, inputs: DecodedInputs, answers: dict[str, dict[str, str]],
-                  out: Path, device: torch.device, progress: bool) -> dict:
-    """LoRA-tune the configured vision-language model on the answers of the training samples in ``inputs``."""
+def tune_language(config: TeacherConfig, inputs: DecodedInputs, answers: dict[str, dict[str, str]], out: Path,
+                  target: Path, device: torch.device, progress: bool) -> dict:
+    """LoRA-tune the configured vision-language model (its base, without ``llm.adapter``) on the answers of the
+    training samples in ``inputs``; ``out``: where the state goes, ``target``: the adapter directory."""
+    tune = config.tune
     from peft import get_peft_model
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
@@ -168,7 +170,6 @@ def tune_language(config: TeacherConfig, tune: TuneConfig, inputs: DecodedInputs
                 collate=lambda items: collate_language(items, pad),
                 num_workers=0 if inputs.keep else config.runtime.num_workers,  # kept inputs: cached in this process
                 progress=progress)
-    target = out / "language"
     model.save_pretrained(str(target))
     if added or lang.image_processor:
         processor.save_pretrained(str(target))

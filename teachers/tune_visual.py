@@ -24,7 +24,7 @@ from teachers.config import TeacherConfig
 from teachers.fit import fingerprint, fit, summary, trainable
 
 if TYPE_CHECKING:
-    from teachers.tune import DecodedInputs, TuneConfig
+    from teachers.tune import DecodedInputs
 
 
 class VisualObjective(nn.Module):
@@ -65,9 +65,11 @@ class VisualTuner(nn.Module):
         return self.objective(emb.view(n, k, -1).mean(1))
 
 
-def tune_visual(config: TeacherConfig, tune: TuneConfig, clip, inputs: DecodedInputs, num_classes: int,
-                out: Path, class_descriptions: list[str] | None, device: torch.device, progress: bool) -> dict:
-    """Tune the image tower of the loaded ``clip`` teacher (:class:`teachers.clip.ClipTeacher`) on ``inputs``."""
+def tune_visual(config: TeacherConfig, clip, inputs: DecodedInputs, num_classes: int, out: Path, target: Path,
+                class_descriptions: list[str] | None, device: torch.device, progress: bool) -> dict:
+    """Tune the image tower of the loaded ``clip`` teacher (:class:`teachers.clip.ClipTeacher`) on ``inputs``;
+    ``out``: where the state goes, ``target``: the adapter directory."""
+    tune = config.tune
     v = tune.visual
     torch.manual_seed(tune.seed)
     tower = clip.model.visual
@@ -101,7 +103,6 @@ def tune_visual(config: TeacherConfig, tune: TuneConfig, clip, inputs: DecodedIn
             batch = [inputs[j] for j in range(s, min(s + v.batch_size, len(inputs)))]
             logits = model(torch.stack([item.pixels for item, _ in batch]).to(device))
             correct += int((logits.argmax(1).cpu() == torch.tensor([lab for _, lab in batch])).sum())
-    target = out / "visual"
     if v.method == "lora":
         model.tower.save_pretrained(str(target))
     else:

@@ -10,7 +10,7 @@ import torch
 
 from conftest_teachers import fixture_set, mmcl_cache, tiny_config
 from mmcl.data.prepared import PreparedData
-from teachers.tune import load_tune_config, read_answers, tune_teacher
+from teachers.tune import read_answers, tune_teacher
 
 __all__ = ["fixture_set", "mmcl_cache"]
 
@@ -33,9 +33,10 @@ def answers_file(fixture_set, tmp_path_factory):
     return path
 
 
-def _settings(*extra: str):
-    return load_tune_config(["visual.method=full", "visual.epochs=1", "visual.batch_size=2", "language.epochs=1",
-                             "language.batch_size=3", "language.check_samples=2", *extra])
+def _config(*extra: str):
+    """The tiny teachers with a tuning recipe sized for the fixture set."""
+    return tiny_config("tune.visual.method=full", "tune.visual.epochs=1", "tune.visual.batch_size=2",
+                       "tune.language.epochs=1", "tune.language.batch_size=3", "tune.language.check_samples=2", *extra)
 
 
 def test_answers_file_of_the_synthetic_set(small_synthetic, tmp_path):
@@ -66,7 +67,6 @@ def test_answers_file_of_the_synthetic_set(small_synthetic, tmp_path):
 
 def test_tuning_reads_the_training_split_only(fixture_set, mmcl_cache, answers_file, tmp_path, monkeypatch):
     import teachers.inputs
-    from teachers.adapters import load_language_adapter
 
     data = fixture_set.data
     train = {data.names[int(i)] for i in data.split("train")}
@@ -78,8 +78,8 @@ def test_tuning_reads_the_training_split_only(fixture_set, mmcl_cache, answers_f
         original = getattr(PreparedData, method)
         monkeypatch.setattr(PreparedData, method,
                             lambda self, i, _f=original: read_joints.append(self.names[i]) or _f(self, i))
-    out = tune_teacher(tiny_config(), _settings(), data, fixture_set.videos, tmp_path / "tuned",
-                       answers_path=answers_file, progress=False)
+    out = tune_teacher(_config(), data, fixture_set.videos, tmp_path / "tuned", answers_path=answers_file,
+                       progress=False)
     assert read_videos and set(read_videos) <= train and read_joints and set(read_joints) <= train
     info = json.loads((out / "tune.json").read_text())
     corrupt = next(n for n, kind in fixture_set.expected.items() if kind == "corrupt")
@@ -90,27 +90,28 @@ def test_tuning_reads_the_training_split_only(fixture_set, mmcl_cache, answers_f
     assert (out / "visual" / "visual.safetensors").is_file() and (out / "loss.png").stat().st_size > 0
     assert (out / "language" / "adapter_config.json").is_file()
 
-    # the saved language adapter (with its extended tokenizer) reproduces the tuned model's greedy answers
-    from PIL import Image
-    from transformers import AutoModelForImageTextToText, AutoProcessor
+    # a config naming the adapters: the language teacher answers as the tuned model did (its extended tokenizer
+    # included), and the cache key changes with each adapter, by content
+    from dataclasses import replace
 
+    from teachers.cache import cache_key, key_hash
     from teachers.inputs import VideoInputs
-    from teachers.llm import chat_text
+    from teachers.llm import LLMTeacher
 
-    processor = AutoProcessor.from_pretrained(out / "language")
-    base = AutoModelForImageTextToText.from_pretrained(tiny_config().llm.model)
-    model = load_language_adapter(base, out / "language", len(processor.tokenizer)).eval()
     shown = lang["answer_check"]["shown"][0]
     first = VideoInputs(data, [int(data.split("train")[0])], fixture_set.videos, tiny_config().video,
                         tiny_config().llm.canvas, lambda im: torch.zeros(1))[0]
-    enc = processor(text=[chat_text(processor, shown["prompt"])], images=[Image.fromarray(first.canvas)],
-                    return_tensors="pt")
-    with torch.no_grad():
-        gen = model.generate(**enc, max_new_tokens=12, do_sample=False, num_beams=1)
-    words = processor.batch_decode(gen[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)[0].split()
+    llm = replace(tiny_config().llm, adapter=str(out / "language"), max_new_tokens=12, questions=[shown["prompt"]],
+                  templates=[])
+    words = LLMTeacher(llm).answer([first.canvas])[0][0].split()
     expected = shown["generated"].split()
     n = min(len(words), len(expected))
     assert n > 0 and words[:n] == expected[:n]
+    base = tiny_config()
+    keys = [cache_key(c, "teachfix") for c in (
+        base, tiny_config(f"clip.adapter={out / 'visual'}"), tiny_config(f"llm.adapter={out / 'language'}"))]
+    assert len({key_hash(k) for k in keys}) == 3 and "adapter_sha256" not in keys[0]["clip"]
+    assert keys[1]["clip"]["adapter_sha256"] and keys[1]["llm"] == keys[0]["llm"]
 
 
 def test_tuning_resumes_after_a_kill(fixture_set, mmcl_cache, tmp_path, monkeypatch):
@@ -118,10 +119,9 @@ def test_tuning_resumes_after_a_kill(fixture_set, mmcl_cache, tmp_path, monkeypa
 
     import teachers.fit
 
-    settings = _settings("visual.method=lora", "visual.epochs=2", "visual.lora.rank=2")
+    config = _config("tune.visual.method=lora", "tune.visual.epochs=2", "tune.visual.lora.rank=2", "tune.visual.lr=0.05")
     data = fixture_set.data
-    whole = tune_teacher(tiny_config(), settings, data, fixture_set.videos, tmp_path / "whole", parts=("visual",),
-                         progress=False)
+    whole = tune_teacher(config, data, fixture_set.videos, tmp_path / "whole", parts=("visual",), progress=False)
     save = teachers.fit._save_state
 
     def killed_after_first_epoch(*args, **kwargs):
@@ -130,21 +130,34 @@ def test_tuning_resumes_after_a_kill(fixture_set, mmcl_cache, tmp_path, monkeypa
 
     monkeypatch.setattr(teachers.fit, "_save_state", killed_after_first_epoch)
     with pytest.raises(KeyboardInterrupt):
-        tune_teacher(tiny_config(), settings, data, fixture_set.videos, tmp_path / "killed", parts=("visual",),
-                     progress=False)
+        tune_teacher(config, data, fixture_set.videos, tmp_path / "killed", parts=("visual",), progress=False)
     assert not (tmp_path / "killed" / "visual").exists()
     monkeypatch.setattr(teachers.fit, "_save_state", save)
-    resumed = tune_teacher(tiny_config(), settings, data, fixture_set.videos, tmp_path / "killed",
-                           parts=("visual",), progress=False)
+    resumed = tune_teacher(config, data, fixture_set.videos, tmp_path / "killed", parts=("visual",), progress=False)
     a = load_file(whole / "visual" / "adapter_model.safetensors")
     b = load_file(resumed / "visual" / "adapter_model.safetensors")
     # the same weights up to float rounding (BLAS kernels may differ with memory alignment)
     assert set(a) == set(b) and all(torch.allclose(a[k], b[k], rtol=1e-4, atol=1e-7) for k in a)
     losses = [json.loads((d / "tune.json").read_text())["parts"]["visual"]["epoch_losses"] for d in (whole, resumed)]
     assert len(losses[1]) == 2 and np.allclose(losses[0], losses[1], rtol=1e-5)
+    # the teacher loads the LoRA adapter merged: the same embeddings as the unmerged peft tower, not the base ones
+    from dataclasses import replace
+
+    from peft import PeftModel
+
+    from teachers.clip import ClipTeacher
+
+    pixels = torch.randn(3, 3, 64, 64)
+    tuned = ClipTeacher(replace(config.clip, adapter=str(resumed / "visual")))
+    base = ClipTeacher(config.clip)
+    peft_tower = PeftModel.from_pretrained(ClipTeacher(config.clip).model.visual, str(resumed / "visual")).eval()
+    with torch.no_grad():
+        expected = torch.nn.functional.normalize(peft_tower(pixels), dim=-1)
+    assert torch.allclose(tuned.encode_images(pixels), expected, atol=1e-5)
+    assert not torch.allclose(base.encode_images(pixels), expected, atol=1e-3)
     # other settings never resume a state saved by different ones
     with pytest.raises(ValueError, match="other settings"):
-        tune_teacher(tiny_config(), _settings("visual.method=lora", "visual.epochs=3", "visual.lora.rank=2"), data,
+        tune_teacher(_config("tune.visual.method=lora", "tune.visual.epochs=3", "tune.visual.lora.rank=2"), data,
                      fixture_set.videos, tmp_path / "killed", parts=("visual",), progress=False)
 
 
