@@ -206,6 +206,19 @@ def tune_teacher(config: TeacherConfig, data: PreparedData, videos: str | Path, 
     return out
 
 
+def ensure_tuned_teachers(config: TeacherConfig, data: PreparedData, videos: str | Path,
+                          answers_path: str | Path | None = None, descriptions_path: str | Path | None = None) -> None:
+    """Tune the parts whose adapters ``config`` names but that do not exist yet (the demo's ``tiny_tuned`` on first
+    use); nothing when they all exist."""
+    missing = tuple(part for part, adapter in (("visual", config.clip.adapter), ("language", config.llm.adapter))
+                    if adapter and not Path(adapter).is_dir())
+    if missing:
+        print(f"tuning the teachers of {config.name} ({', '.join(missing)}) on {data.root}'s training split",
+              file=sys.stderr)
+        tune_teacher(config, data, videos, parts=missing, answers_path=answers_path,
+                     descriptions_path=descriptions_path)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", required=True, help="teacher config: a YAML path or a name in configs/teachers")
     parser.add_argument("--data", required=True, help="prepared dataset directory (only its train split is read)")

@@ -46,9 +46,10 @@ def test_finished_runs_are_read_back_and_summarised(tmp_path, monkeypatch):
     rows = run_ablation(load_plan(write_plan(tmp_path)), seeds=[1], out=out)
     assert [r["variant"] for r in rows] == ["baseline", "frm"] and rows[1]["top1_std"] is None
     table = (out / "ablation.md").read_text().splitlines()
-    assert table[0] == "| variant | seeds | test top-1 (%) | val top-1 (%) | read a book | use a tablet |"
-    assert table[2] == "| baseline | 1 | 80.00 | 81.00 | 20.0 | 50.0 |"  # one seed: no spread is claimed
-    assert table[3] == "| frm | 1 | 85.00 | 86.00 | 100.0 | 50.0 |"
+    assert table[0] == ("| variant | seeds | test top-1 (%) | vs baseline (pp) | val top-1 (%) | read a book | "
+                        "use a tablet |")
+    assert table[2] == "| baseline | 1 | 80.00 | - | 81.00 | 20.0 | 50.0 |"  # one seed: no spread is claimed
+    assert table[3] == "| frm | 1 | 85.00 | +5.00 | 86.00 | 100.0 | 50.0 |"
     assert (out / "ablation.png").stat().st_size > 0
     assert json.loads((out / "ablation.json").read_text())["seeds"] == [1]
 
@@ -91,3 +92,50 @@ def test_plan_errors_name_the_file_and_key(tmp_path):
         load_plan(bad, ["seeds=[x]"])
     with pytest.raises(ConfigError, match="config file not found"):
         load_plan(tmp_path / "missing.yaml")
+
+
+def test_gains_are_paired_by_seed_and_compared_side_by_side(tmp_path, monkeypatch):
+    monkeypatch.setattr(mmcl.engine.ablate, "launch_run", lambda *a: (_ for _ in ()).throw(AssertionError("trained")))
+    out = tmp_path / "out"
+    for seed, (base, frm, other) in enumerate([(0.80, 0.83, 0.70), (0.90, 0.95, 0.91), (0.85, 0.86, 0.86)], 1):
+        finished_run(out, f"baseline-seed{seed}", base, 0.5)
+        finished_run(out, f"frm-seed{seed}", frm, 0.5)
+        finished_run(out, f"other-seed{seed}", other, 0.5)
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(write_plan(tmp_path).read_text() + "  other: [colearn.frm.enabled=true]\n"
+                    "compare:\n  first: [frm]\n  second: [other]\n")
+    rows = run_ablation(load_plan(plan), seeds=[1, 2, 3], out=out, results_dir=tmp_path / "results", name="x",
+                        command="mmcl ablate --plan plan.yaml")
+    frm = rows[1]
+    assert frm["gain_mean"] == pytest.approx(0.03) and frm["gain_seeds"] == 3
+    assert frm["gain_std"] == pytest.approx(0.02, abs=1e-9)  # std of the per-seed gains 0.03, 0.05, 0.01
+    assert rows[2]["gain_mean"] == pytest.approx((-0.10 + 0.01 + 0.01) / 3)
+    text = (tmp_path / "results" / "x.md").read_text()
+    assert text.startswith("`mmcl ablate --plan plan.yaml`")
+    assert "| frm / other | 88.00 ± 6.24 | +3.00 ± 2.00 | 50.0 | 82.33 ± 10.97 | -2.67 ± 6.35 | 50.0 |" in text
+    assert json.loads((tmp_path / "results" / "x.json").read_text())["compare"] == {"first": ["frm"],
+                                                                                    "second": ["other"]}
+
+
+def test_lock_is_held_for_each_run_only(tmp_path, monkeypatch):
+    import fcntl
+
+    lock = tmp_path / "heavy.lock"
+    held_during = []
+
+    def probe_lock(*args):
+        with open(lock) as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                held_during.append(False)
+            except BlockingIOError:
+                held_during.append(True)
+        (args[2]).mkdir(parents=True)
+        (args[2] / "metrics.json").write_text(json.dumps({"top1": 0.5, "val_top1": 0.5, "per_class_accuracy": {
+            c: 0.5 for c in FOCUS}}))
+
+    monkeypatch.setattr(mmcl.engine.ablate, "launch_run", probe_lock)
+    run_ablation(load_plan(write_plan(tmp_path)), seeds=[1], out=tmp_path / "out", lock=lock)
+    assert held_during == [True, True]
+    with open(lock) as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released after the runs

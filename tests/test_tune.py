@@ -179,3 +179,17 @@ def test_extend_vocabulary_only_adds_unknown_words(mmcl_cache):
     assert added == ["Yes", ",", "tablet", "counter", "-", "clockwise"]
     assert tok.unk_token_id not in tok("Yes, a tablet in the right hand.")["input_ids"]
     assert np.all(np.array(tok("the hand")["input_ids"]) < len(tok) - len(added))  # known words keep their ids
+
+
+def test_demo_tunes_only_the_adapters_it_lacks(fixture_set, tmp_path, monkeypatch):
+    import teachers.tune
+    from teachers.tune import ensure_tuned_teachers
+
+    calls = []
+    monkeypatch.setattr(teachers.tune, "tune_teacher", lambda config, data, videos, **kw: calls.append(kw["parts"]))
+    (tmp_path / "visual").mkdir()
+    config = tiny_config(f"clip.adapter={tmp_path / 'visual'}", f"llm.adapter={tmp_path / 'language'}")
+    ensure_tuned_teachers(config, fixture_set.data, tmp_path, tmp_path / "answers.jsonl")
+    assert calls == [("language",)]
+    ensure_tuned_teachers(tiny_config(), fixture_set.data, tmp_path)
+    assert calls == [("language",)]  # a config without adapters is used as it is

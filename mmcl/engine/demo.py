@@ -4,12 +4,14 @@
 :func:`mmcl.engine.trainer.train`; the library's ``train()`` itself only reads what exists. For a config on the
 synthetic set without ``data.root`` it generates and prepares the set into the cache (once, on the main process) and,
 with co-learning, runs the configured teachers over it (sharded over the launched processes; the tiny demo teachers
-are built first). A config with ``data.longtail`` gets its long-tailed set built from the full one.
+are built first, and a config that names tuned adapters not made yet, ``tiny_tuned``, has them tuned on the set's
+training split). A config with ``data.longtail`` gets its long-tailed set built from the full one.
 """
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from accelerate import PartialState
 
@@ -31,6 +33,7 @@ def ensure_synthetic(seed: int, videos: bool = False) -> PreparedData:
     """
     from mmcl.data.prepare import prepare_synthetic
     from mmcl.data.synthetic import SynthConfig, generate
+    from mmcl.data.synthetic.answers import ANSWERS_FILE
 
     raw, prepared = synthetic_paths(seed)
     manifest = raw / "manifest.json"
@@ -38,6 +41,8 @@ def ensure_synthetic(seed: int, videos: bool = False) -> PreparedData:
     if (not manifest.exists() and not (prepared / "meta.json").exists()) or (videos and not has_videos):
         print(f"generating the synthetic dataset (seed {seed}, {'with' if videos else 'without'} videos) into {raw}")
         generate(raw, SynthConfig(seed=seed, video=videos))
+    elif manifest.exists() and not (raw / ANSWERS_FILE).exists():
+        generate(raw, SynthConfig(seed=seed, video=has_videos))  # a set made before the answers file existed: adds it
     if not (prepared / "meta.json").exists():
         print(f"preparing {raw} -> {prepared}")
         prepare_synthetic(raw, prepared)
@@ -50,16 +55,20 @@ def ensure_teacher_features(cfg: TrainConfig, data: PreparedData) -> None:
     from teachers.config import load_config
     from teachers.precompute import precompute
     from teachers.tiny import ensure_tiny_teachers
+    from teachers.tune import ensure_tuned_teachers
 
     teacher = load_config(cfg.colearn.teacher.config)
+    raw, _ = synthetic_paths(cfg.data.synthetic_seed)
     with PartialState().main_process_first():
         ensure_tiny_teachers(teacher)  # before the cache key, which fingerprints their files
+        if any(a and not Path(a).is_dir() for a in (teacher.clip.adapter, teacher.llm.adapter)):
+            ensure_synthetic(cfg.data.synthetic_seed, videos=True)  # tuning watches the training videos
+        ensure_tuned_teachers(teacher, data, raw / "videos", raw / "answers.jsonl", raw / "classes.json")
     path = resolve_cache_dir(teacher, data.info.dataset)
     if (path / "manifest.json").exists():
         return
     with PartialState().main_process_first():
         ensure_synthetic(cfg.data.synthetic_seed, videos=True)  # the teachers watch the videos
-    raw, _ = synthetic_paths(cfg.data.synthetic_seed)
     print(f"precomputing the teacher features of the synthetic set ({cfg.colearn.teacher.config}) into {path}")
     precompute(teacher, data, raw / "videos", descriptions_path=raw / "classes.json")
 
