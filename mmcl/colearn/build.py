@@ -1,14 +1,18 @@
 """Building the co-learning heads of a training run: :func:`build_colearner` turns the ``colearn`` section of a
 training config into a :class:`CoLearner` (FAM, FRM, the open-vocabulary projection, the cross-modal variants M-Mixer
-and 3D deformable) and wraps the training split so its items carry the cached teacher features. The deployable model
-is the backbone alone, or, with a cross-modal variant, the backbone plus that variant's skeleton-only path
-(:mod:`mmcl.models.crossmodal`).
+and 3D deformable) and wraps the training split so its items carry the cached teacher features (and, with
+``colearn.fam.source: online``, the decoded frames the CLIP tower embeds at each step, :mod:`mmcl.colearn.online`).
+Before any head is built, a linear probe checks that the cached features the heads read tell the classes apart
+(``colearn.teacher.check``, :func:`check_teacher`). The deployable model is the backbone alone, or, with a
+cross-modal variant, the backbone plus that variant's skeleton-only path (:mod:`mmcl.models.crossmodal`).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Callable
+
+import sys
 
 import torch
 from torch import nn
@@ -21,17 +25,23 @@ from mmcl.colearn.deformable import DeformableHead
 from mmcl.colearn.fam import FAM
 from mmcl.colearn.frm import FRM
 from mmcl.colearn.mmixer import MMixerHead
+from mmcl.colearn.online import PIXELS_KEY, OnlineVisual, TeacherFrames, build_online_visual
 from mmcl.colearn.openvocab import OpenVocabHead
+from mmcl.errors import ConfigError
 
 
 class CoLearner(nn.Module):
-    """The training-time heads; ``forward(backbone_outputs, batch)`` -> {loss name: weighted loss}."""
+    """The training-time heads; ``forward(backbone_outputs, batch)`` -> {loss name: weighted loss}. ``online``: the
+    CLIP image tower that embeds the batch's frames into its ``visual`` features first (online FAM), or None."""
 
-    def __init__(self, heads: dict[str, nn.Module]):
+    def __init__(self, heads: dict[str, nn.Module], online: OnlineVisual | None = None):
         super().__init__()
         self.heads = nn.ModuleDict(heads)
+        self.online = online
 
     def forward(self, out: dict, batch: dict) -> dict[str, torch.Tensor]:
+        if self.online is not None:
+            batch = {**batch, "visual": self.online(batch[PIXELS_KEY])}
         losses: dict[str, torch.Tensor] = {}
         for head in self.heads.values():
             losses.update(head(out, batch))
@@ -77,7 +87,8 @@ def class_text_embeddings(cache, data, kind: str = "description") -> torch.Tenso
 
 
 def _fam(cfg: ColearnConfig, backbone: nn.Module, data, features: TeacherFeatures) -> nn.Module:
-    check_dim(cfg.fam.visual_dim, features.visual_shape[1], "colearn.fam.visual_dim", features.cache.path)
+    where = features.cache.path if cfg.fam.source == "cache" else f"the CLIP tower of {cfg.teacher.config}"
+    check_dim(cfg.fam.visual_dim, features.visual_shape[1], "colearn.fam.visual_dim", where)
     return FAM(cfg.fam, features.visual_shape[1], backbone.feature_dim)
 
 
@@ -115,13 +126,70 @@ HEAD_BUILDERS: dict[str, Callable[..., nn.Module]] = {"fam": _fam, "frm": _frm, 
                                                      "mmixer": _mmixer, "deformable": _deformable}
 
 
+def check_teacher(cfg: ColearnConfig, cache, data, kinds: tuple[str, ...]) -> dict:
+    """``colearn.teacher.check``: probe the cache's ``kinds`` features (training split -> validation split, never the
+    test split); features at chance are reported loudly (``warn``) or stop the run (``refuse``). Returns the verdict
+    per kind (empty when ``ignore``)."""
+    mode = cfg.teacher.check
+    if mode not in ("ignore", "warn", "refuse"):
+        raise ConfigError(f"colearn.teacher.check must be ignore, warn or refuse, got {mode!r}")
+    if mode == "ignore" or not kinds:
+        return {}
+    from teachers.probe import chance_check
+
+    verdict = chance_check(cache, data, kinds, cfg.teacher.check_alpha)
+    for kind, v in verdict.items():
+        if not v["at_chance"]:
+            continue
+        nb = v["neighbours_train"]
+        identity = (f"; on the training split a sample's nearest neighbour shares its performer {100 * nb['performer']['nearest_shares']:.0f}% "
+                    f"of the time, its class {100 * nb['class']['nearest_shares']:.0f}%" if "performer" in nb else "")
+        message = (f"the {kind} features of the teacher cache {cache.path} are at chance: a linear probe scores "
+                   f"{100 * v['val_top1']:.1f}% on the validation split ({v['val_samples']} samples; chance "
+                   f"{100 * v['chance']:.1f}%, p = {v['p_above_chance']:.2g}){identity}. Co-learning with them is "
+                   f"expected to cost accuracy, not add it: tune the teacher (mmcl tune-teacher) or use another; "
+                   f"colearn.teacher.check=ignore trains anyway")
+        if mode == "refuse":
+            raise ConfigError(message)
+        print(f"\n{'!' * 100}\nWARNING: {message}\n{'!' * 100}\n", file=sys.stderr, flush=True)
+    return verdict
+
+
+def _videos(cfg: ColearnConfig, data) -> Path:
+    if cfg.teacher.videos:
+        return Path(cfg.teacher.videos)
+    if data.info.dataset == "synthetic":
+        return Path(data.info.source).parent / "videos"  # the generated set keeps videos/ beside skeletons/
+    raise ConfigError("colearn.fam.source online reads the training videos: set colearn.teacher.videos")
+
+
 def build_colearner(cfg: ColearnConfig, backbone: nn.Module, data, train_set: Dataset) -> tuple[CoLearner | None, Dataset]:
-    """The co-learning heads of ``cfg`` and the training set joined with teacher features (unchanged if none)."""
+    """The co-learning heads of ``cfg`` and the training set joined with what they read (unchanged if none): cached
+    teacher features, and for online FAM the decoded frames."""
     if not cfg.enabled:
         return None, train_set
-    from teachers.cache import open_cache
+    if cfg.fam.source not in ("cache", "online"):
+        raise ConfigError(f"colearn.fam.source must be cache or online, got {cfg.fam.source!r}")
+    online = cfg.fam.enabled and cfg.fam.source == "online"
+    visual_kinds = cfg.mmixer.enabled or cfg.deformable.enabled or (cfg.fam.enabled and not online)
+    text_kinds = cfg.frm.enabled or cfg.openvocab.enabled
+    features, tower = train_set, None
+    if visual_kinds or text_kinds:
+        from teachers.cache import open_cache
 
-    features = TeacherFeatures(train_set, open_cache(teacher_cache_dir(cfg, data.info.dataset)), cfg.teacher.missing)
+        cache = open_cache(teacher_cache_dir(cfg, data.info.dataset))
+        features = TeacherFeatures(train_set, cache, cfg.teacher.missing)
+        check_teacher(cfg, cache, data, ("visual",) * bool(visual_kinds) + ("text",) * bool(text_kinds))
+    if online:
+        if not cfg.teacher.config:
+            raise ConfigError("colearn.fam.source online runs the CLIP tower of colearn.teacher.config: set it")
+        from teachers.config import load_config
+
+        teacher = load_config(cfg.teacher.config)
+        tower, preprocess = build_online_visual(teacher, cfg.fam.tower, cfg.fam.lora_rank, cfg.fam.lora_alpha,
+                                                cfg.fam.lora_targets)
+        features = TeacherFrames(features, data, list(train_set.indices), str(_videos(cfg, data)), teacher,
+                                 preprocess, tower_dim=tower.dim)
     heads = {name: build(cfg, backbone, data, features) for name, build in HEAD_BUILDERS.items()
              if getattr(cfg, name).enabled}
-    return CoLearner(heads), features
+    return CoLearner(heads, tower), features

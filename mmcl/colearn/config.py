@@ -18,6 +18,12 @@ class TeacherSourceConfig:
     config: str = ""  # teacher config: a name under configs/teachers/ (tiny) or a YAML path; the cache dir derives from it
     cache: str = ""  # or an explicit cache directory (wins over `config`)
     missing: str = "error"  # error: fail listing samples without features | skip: train them without teacher losses
+    # Before training, a linear probe of the cached features the heads read (training split -> validation split; the
+    # test split is never read, teachers.probe.chance_check) must score above chance (one-sided binomial test at
+    # check_alpha): ignore | warn (print a warning and train) | refuse (stop with an error)
+    check: str = "warn"
+    check_alpha: float = 0.01
+    videos: str = ""  # the videos directory (colearn.fam.source online); empty: the synthetic set's own videos
 
 
 @dataclass
@@ -30,6 +36,13 @@ class FAMConfig:
     pool: str = "mean"  # mean over sampled frames | attention pooling over them
     hidden: int = 256
     visual_dim: int = 0  # expected visual feature size; 0: whatever the cache holds
+    # cache: the teacher cache's frame embeddings | online: the CLIP image tower of colearn.teacher.config run on the
+    # decoded, person-cropped frames at every step (mmcl.colearn.online), frozen or with LoRA adapters it trains
+    source: str = "cache"
+    tower: str = "frozen"  # online: frozen | lora
+    lora_rank: int = 8
+    lora_alpha: int = 16
+    lora_targets: list[str] = field(default_factory=lambda: ["c_fc", "c_proj", "attn"])
 
 
 @dataclass
