@@ -13,7 +13,6 @@ from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parents[1]
 NOT_IMPORTED = {"tensorboard"}  # loaded by accelerate's tensorboard tracker
-AHEAD = {"peft", "datasets"}  # declared for issue 11 (teachers' fine-tuning, dataset export), not imported yet
 IMPORTED_EXTRAS = ("deploy",)  # optional extras mmcl imports where their feature runs (ONNX export and inference)
 
 
@@ -55,6 +54,6 @@ def test_the_declared_dependencies_are_the_imported_ones():
             for r in extras[extra]}
     optional = {canonicalize_name(Requirement(r).name) for extra in IMPORTED_EXTRAS for r in extras[extra]}
     imported = distributions(imported_modules("mmcl", "teachers"), requirements)
-    assert imported == (declared | optional) - NOT_IMPORTED - AHEAD
+    assert imported == (declared | optional) - NOT_IMPORTED
     # the benchmarks also use what the dev extra adds (psutil; onnx and onnxruntime through mmcl[deploy])
     assert distributions(imported_modules("benchmarks"), requirements) <= declared | dev
