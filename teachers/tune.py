@@ -193,8 +193,14 @@ def tune_teacher(config: TeacherConfig, data: PreparedData, videos: str | Path, 
         from teachers.tune_language import tune_language
 
         results["language"] = tune_language(config, decoded, answers, out, dirs["language"], device, progress)
+    tuned_now = list(results)
+    previous = out / "tune.json"
+    if previous.is_file():  # a part tuned earlier into the same place, on the same samples, keeps its record
+        earlier = json.loads(previous.read_text())
+        if earlier.get("names_sha256") == names_digest(train_names):
+            results = {**{p: r for p, r in earlier.get("parts", {}).items() if p in PARTS}, **results}
     states = {p: torch.load(out / "state" / f"{p}.pt", map_location="cpu", weights_only=True)["progress"]
-              for p in results}
+              for p in results if (out / "state" / f"{p}.pt").is_file()}
     plot_losses(states, out / "loss.png")
     write_json(out / "tune.json", {
         "teacher_config": config.name, "tune": asdict(tune), "adapters": {p: str(dirs[p]) for p in results},
@@ -202,7 +208,7 @@ def tune_teacher(config: TeacherConfig, data: PreparedData, videos: str | Path, 
         "train_samples": len(indices), "tuned_samples": len(decoded), "names_sha256": names_digest(train_names),
         "failed": decoded.failed, "parts": results, "wall_s": round(time.perf_counter() - start, 1),
         "device": str(device), "config_yaml": to_yaml(config)})
-    print(f"tuned teacher ({', '.join(results)}) in {out}", file=sys.stderr)
+    print(f"tuned teacher ({', '.join(tuned_now)}) in {out}", file=sys.stderr)
     return out
 
 
