@@ -47,9 +47,9 @@ def test_finished_runs_are_read_back_and_summarised(tmp_path, monkeypatch):
     assert [r["variant"] for r in rows] == ["baseline", "frm"] and rows[1]["top1_std"] is None
     table = (out / "ablation.md").read_text().splitlines()
     assert table[0] == ("| variant | seeds | test top-1 (%) | vs baseline (pp) | val top-1 (%) | read a book | "
-                        "use a tablet |")
-    assert table[2] == "| baseline | 1 | 80.00 | - | 81.00 | 20.0 | 50.0 |"  # one seed: no spread is claimed
-    assert table[3] == "| frm | 1 | 85.00 | +5.00 | 86.00 | 100.0 | 50.0 |"
+                        "use a tablet | train time (min) |")
+    assert table[2] == "| baseline | 1 | 80.00 | - | 81.00 | 20.0 | 50.0 | - |"  # one seed: no spread is claimed
+    assert table[3] == "| frm | 1 | 85.00 | +5.00 | 86.00 | 100.0 | 50.0 | - |"
     assert (out / "ablation.png").stat().st_size > 0
     assert json.loads((out / "ablation.json").read_text())["seeds"] == [1]
 
@@ -115,6 +115,27 @@ def test_gains_are_paired_by_seed_and_compared_side_by_side(tmp_path, monkeypatc
     assert "| frm / other | 88.00 ± 6.24 | +3.00 ± 2.00 | 50.0 | 82.33 ± 10.97 | -2.67 ± 6.35 | 50.0 |" in text
     assert json.loads((tmp_path / "results" / "x.json").read_text())["compare"] == {"first": ["frm"],
                                                                                     "second": ["other"]}
+
+
+def test_finished_only_summarises_what_ran_and_names_what_did_not(tmp_path, monkeypatch):
+    monkeypatch.setattr(mmcl.engine.ablate, "launch_run", lambda *a: (_ for _ in ()).throw(AssertionError("trained")))
+    out = tmp_path / "out"
+    finished_run(out, "baseline-seed1", 0.80, 0.2)
+    finished_run(out, "baseline-seed2", 0.90, 0.4)
+    finished_run(out, "frm-seed1", 0.85, 1.0)
+    metrics = json.loads((out / "frm-seed1" / "metrics.json").read_text())
+    (out / "frm-seed1" / "metrics.json").write_text(json.dumps({**metrics, "train_time_s": 90.0}))
+    rows = run_ablation(load_plan(write_plan(tmp_path)), seeds=[1, 2], out=out, finished_only=True,
+                        overrides=["optim.epochs=8"])
+    assert [(r["variant"], r["seed_list"]) for r in rows] == [("baseline", [1, 2]), ("frm", [1])]
+    assert rows[1]["gain_mean"] == pytest.approx(0.05) and rows[1]["gain_seeds"] == 1  # paired on seed 1 only
+    text = (out / "ablation.md").read_text()
+    assert "| frm | 1 | 85.00 | +5.00 | 86.00 | 100.0 | 50.0 | 1.5 |" in text
+    assert "Not run (the ablation was cut short): frm-seed2." in text
+    summary = json.loads((out / "ablation.json").read_text())
+    assert summary["missing"] == ["frm-seed2"] and summary["overrides"] == ["optim.epochs=8"]
+    with pytest.raises(FileNotFoundError, match="no finished run"):
+        run_ablation(load_plan(write_plan(tmp_path)), seeds=[3], out=out, finished_only=True)
 
 
 def test_lock_is_held_for_each_run_only(tmp_path, monkeypatch):

@@ -1,7 +1,7 @@
 """``mmcl ablate``: the same training run with and without each co-learning module, over several seeds.
 
     mmcl ablate --plan configs/ablation/synthetic.yaml [--seeds 1 2 3] [--variants baseline fam_frm]
-                [--lock /tmp/heavy.lock] [--results benchmarks/results --name NAME] [key=value ...]
+                [--lock /tmp/heavy.lock] [--results benchmarks/results --name NAME] [--finished-only] [key=value ...]
 
 A plan names a base training config and, per variant, the overrides that switch its modules on. Every (variant, seed)
 run is a normal ``mmcl train`` run, in its own process (each may use its own precision), under
@@ -13,7 +13,8 @@ per-class accuracy of the classes the plan singles out (on the synthetic set: th
 object) and the training time, as ``ablation.json``, ``ablation.md`` and ``ablation.png``; a plan's ``compare``
 lists variants to set side by side (the same modules with two teachers). ``--results DIR --name NAME`` writes the
 three files there too, with the command. ``--lock FILE`` holds an exclusive ``flock`` on FILE for each training run
-only, so other jobs that share the machine through the same lock run between them.
+only, so other jobs that share the machine through the same lock run between them. ``--finished-only`` trains
+nothing: it summarises the runs that have finished and names the missing ones (an ablation cut short).
 """
 
 from __future__ import annotations
@@ -101,13 +102,16 @@ def _pm(mean: float | None, std: float | None, scale: float = 100, digits: int =
 
 def markdown_table(rows: list[dict], focus: list[str], reference: str = "") -> str:
     gain = f" vs {reference} (pp) |" if reference else ""
-    head = "| variant | seeds | test top-1 (%) |" + gain + " val top-1 (%) |" + "".join(f" {c} |" for c in focus)
-    sep = "|---|---:|---:|" + ("---:|" if reference else "") + "---:|" + "---:|" * len(focus)
+    head = ("| variant | seeds | test top-1 (%) |" + gain + " val top-1 (%) |" + "".join(f" {c} |" for c in focus)
+            + " train time (min) |")
+    sep = "|---|---:|---:|" + ("---:|" if reference else "") + "---:|" + "---:|" * len(focus) + "---:|"
     lines = [head, sep]
     for r in rows:
         cell = f" {_pm(r['gain_mean'], r['gain_std'], sign=True)} |" if reference else ""
+        minutes = "-" if r["train_time_s_mean"] is None else f"{r['train_time_s_mean'] / 60:.1f}"
         lines.append(f"| {r['variant']} | {r['seeds']} | {_pm(r['top1_mean'], r['top1_std'])} |{cell} "
-                     f"{100 * r['val_top1_mean']:.2f} |" + "".join(f" {100 * r['focus'][c]:.1f} |" for c in focus))
+                     f"{100 * r['val_top1_mean']:.2f} |" + "".join(f" {100 * r['focus'][c]:.1f} |" for c in focus)
+                     + f" {minutes} |")
     return "\n".join(lines) + "\n"
 
 
@@ -186,32 +190,43 @@ def launch_run(base: str, overrides: list[str], run_dir: Path) -> None:
 
 def run_ablation(plan: AblationPlan, variants: list[str] | None = None, seeds: list[int] | None = None,
                  overrides: list[str] = (), out: Path | None = None, lock: str | Path | None = None,
-                 results_dir: Path | None = None, name: str = "ablation", command: str = "") -> list[dict]:
-    """Train (or read back) every (variant, seed) run and write the summary; returns its rows."""
+                 results_dir: Path | None = None, name: str = "ablation", command: str = "",
+                 finished_only: bool = False) -> list[dict]:
+    """Train (or read back) every (variant, seed) run and write the summary; returns its rows. ``finished_only``:
+    train nothing, summarise the runs that have finished and list the others as missing (an ablation cut short)."""
     out = Path(out or plan.output_dir)
     variants = variants or list(plan.variants)
     unknown = [v for v in variants if v not in plan.variants]
     if unknown:
         raise ConfigError(f"unknown variants {unknown}; the plan has {list(plan.variants)}")
     results: dict[str, dict[int, dict]] = {}
+    missing: list[str] = []
     for variant in variants:
         for seed in seeds or plan.seeds:
             run_name = f"{variant}-seed{seed}"
             metrics_file = out / run_name / "metrics.json"
+            if not metrics_file.exists() and finished_only:
+                missing.append(run_name)
+                continue
             if not metrics_file.exists():
                 print(f"== ablation run {run_name}", flush=True)
                 with held(lock):
                     launch_run(plan.base, [*plan.variants[variant], *overrides, f"seed={seed}", f"name={run_name}",
                                            f"output_dir={out}"], out / run_name)
             results.setdefault(variant, {})[seed] = json.loads(metrics_file.read_text())
+    if not results:
+        raise FileNotFoundError(f"no finished run in {out} (--finished-only trains nothing)")
     reference = plan.reference if plan.reference in results else ""
     rows = summarise(results, plan.focus_classes, reference)
     text = markdown_table(rows, plan.focus_classes, reference)
+    if missing:
+        text += f"\nNot run (the ablation was cut short): {', '.join(missing)}.\n"
     compare = {k: vs for k, vs in plan.compare.items() if any(v in results for v in vs)}
     if compare:
         text += "\n" + compare_table(rows, compare, plan.focus_classes, reference)
     summary = {"command": command, "base": plan.base, "variants": {v: plan.variants[v] for v in variants},
-               "seeds": seeds or plan.seeds, "reference": reference, "compare": compare, "rows": rows,
+               "seeds": seeds or plan.seeds, "overrides": list(overrides), "missing": missing, "reference": reference,
+               "compare": compare, "rows": rows,
                "runs": {v: {str(s): str(out / f"{v}-seed{s}") for s in r} for v, r in results.items()}}
     for where, stem in ((out, "ablation"), *(((Path(results_dir), name),) if results_dir else ())):
         where.mkdir(parents=True, exist_ok=True)
@@ -234,6 +249,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--results", type=Path, default=None,
                         help="also write the summary here (e.g. benchmarks/results), as <name>.json/.md/.png")
     parser.add_argument("--name", default="ablation", help="file stem of the --results files (default %(default)s)")
+    parser.add_argument("--finished-only", action="store_true",
+                        help="train nothing: summarise the finished runs and list the missing ones")
     parser.add_argument("overrides", nargs="*", help="dotted.key=value overrides applied to every run")
 
 
@@ -241,5 +258,5 @@ def run(args: argparse.Namespace) -> int:
     plan = load_plan(args.plan or configs_dir() / "ablation" / "synthetic.yaml")
     command = "mmcl ablate " + " ".join(sys.argv[2:])
     run_ablation(plan, args.variants, args.seeds, args.overrides, args.out, args.lock, args.results, args.name,
-                 command)
+                 command, args.finished_only)
     return 0
