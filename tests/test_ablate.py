@@ -92,6 +92,12 @@ def test_plan_errors_name_the_file_and_key(tmp_path):
         load_plan(bad, ["seeds=[x]"])
     with pytest.raises(ConfigError, match="config file not found"):
         load_plan(tmp_path / "missing.yaml")
+    bad.write_text("base: x.yaml\nseeds: [1]\nvariants: {plain: [], other: []}\n")
+    assert load_plan(bad).reference == ""  # no baseline variant: no gains, unless the plan names its reference
+    assert load_plan(write_plan(tmp_path)).reference == "baseline"
+    with pytest.raises(ConfigError, match=rf"{bad}: reference = 'baseline'; expected one of the plan's variants"):
+        bad.write_text(bad.read_text() + "reference: baseline\n")
+        load_plan(bad)
 
 
 def test_gains_are_paired_by_seed_and_compared_side_by_side(tmp_path, monkeypatch):

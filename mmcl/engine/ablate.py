@@ -27,6 +27,7 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 from omegaconf import MISSING
@@ -46,7 +47,8 @@ class AblationPlan:
     seeds: list[int] = MISSING
     focus_classes: list[str] = field(default_factory=list)  # classes whose accuracy the table shows
     output_dir: str = "runs/ablation"
-    reference: str = "baseline"  # the variant gains are measured against (paired by seed); "" for none
+    # the variant gains are measured against (paired by seed); "" for none; unset: "baseline" when the plan has it
+    reference: Optional[str] = None
     compare: dict[str, list[str]] = field(default_factory=dict)  # column label -> variants, set side by side by row
 
     def validate(self) -> None:
@@ -63,6 +65,8 @@ def load_plan(path: str | Path, overrides: list[str] = ()) -> AblationPlan:
     """Read an ablation plan; ``base`` is relative to the plan file."""
     plan = load_config(path, overrides, schema=AblationPlan)
     plan.base = str((Path(path).parent / plan.base).resolve())
+    if plan.reference is None:
+        plan.reference = "baseline" if "baseline" in plan.variants else ""
     return plan
 
 
