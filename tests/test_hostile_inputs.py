@@ -312,8 +312,14 @@ def teacher_cache_cases() -> dict[str, Case]:
         def imported(d: Path, kind=kind) -> list[str]:
             from teachers.export import export_cache
 
+            from datasets.utils.logging import disable_progress_bar, enable_progress_bar
+
             cache = make_cache(d / "a", write_probe_prepared(d / "prepared"), "good", informative)
-            export_cache(cache, d / "hf")
+            disable_progress_bar()  # the setup's own progress output is not the command's
+            try:
+                export_cache(cache, d / "hf")
+            finally:
+                enable_progress_bar()
             raw = (d / "hf" / "teacher_cache.json").read_bytes()
             (d / "hf" / "teacher_cache.json").write_bytes(corruptions(raw)[kind])
             return ["teacher-cache", "import", str(d / "hf"), "--out", str(d / "out")]
