@@ -122,6 +122,7 @@ CASES.update({
                                     ("{tmp}/cache", "rows")),
     "cache-index-chunk-outside": Case(edit_index(lambda i: i["rows"].update({NAMES[0]: [5, 0]})),
                                       ("{tmp}/cache", "outside its chunks")),
+    "cache-index-rows-missing": Case(edit_index(lambda i: i.pop("rows")), ("{tmp}/cache", "lacks its fields")),
 })
 
 
