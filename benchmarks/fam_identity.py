@@ -1,6 +1,6 @@
 """What the skeleton feature of a trained model encodes: the action, or who performs it where.
 
-    python benchmarks/fam_identity.py --runs /work/runs/teachers/ablation --variants baseline fam tuned_fam \
+    python benchmarks/fam_identity.py --runs runs/ablation-teachers --variants baseline fam tuned_fam \
         [--out benchmarks/results --name fam_identity]
 
 FAM pulls the skeleton model's global feature g toward the teacher's visual feature. When the visual features cluster
