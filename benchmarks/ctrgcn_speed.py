@@ -61,6 +61,7 @@ from mmcl.io import atomic_write_text  # noqa: E402
 from mmcl.models import create_model  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import cpu_name  # noqa: E402
 from plotting import grouped_bars  # noqa: E402
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -526,7 +527,7 @@ def run(args: argparse.Namespace) -> dict:
         "config": {"batch": args.batch, "frames": args.frames, "joints": layout.num_joints, "persons": 2,
                    "classes": args.classes, "infer_batch": args.infer_batch, "reps": args.reps,
                    "warmup": args.warmup, "threads": args.threads},
-        "machine": {"cpu": _cpu_name(), "cores": os.cpu_count(), "torch": torch.__version__,
+        "machine": {"cpu": cpu_name(), "cores": os.cpu_count(), "torch": torch.__version__,
                     "python": platform.python_version(), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
                     "cpu_capability": torch.backends.cpu.get_cpu_capability()},
         "flops_per_sample": flops,
@@ -539,15 +540,6 @@ def run(args: argparse.Namespace) -> dict:
         "profile": profile_all(models, inputs, args) if args.profile else None,
     }
 
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 TARGETS = {("mmcl fp32", "train"): 2.0, ("mmcl fp32", "infer"): 2.5, ("mmcl bf16", "train"): 3.0,

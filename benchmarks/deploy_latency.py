@@ -29,7 +29,6 @@ import argparse
 import contextlib
 import fcntl
 import os
-import platform
 import signal
 import statistics
 import sys
@@ -54,6 +53,9 @@ from mmcl.engine.data import build_dataset  # noqa: E402
 from mmcl.engine.evaluate import check_compatible  # noqa: E402
 from mmcl.io import atomic_path, atomic_write_text, write_json  # noqa: E402
 from mmcl.models.checkpoint import load_checkpoint  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import cpu_name  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 INT8_TOLERANCE = 0.5  # points of test top-1 that int8 may lose against PyTorch fp32 and still be kept
@@ -281,15 +283,6 @@ def code_version() -> str:
     commit = git("rev-parse", "--short", "HEAD") or "unknown"
     return commit + ("+changes" if git("status", "--porcelain", "--untracked-files=no") else "")
 
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main(argv: list[str] | None = None) -> int:

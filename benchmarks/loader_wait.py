@@ -34,6 +34,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import cpu_name  # noqa: E402
 from plotting import grouped_bars  # noqa: E402
 from prepared_memory import build  # noqa: E402
 
@@ -129,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
              "NTU-size": measure(ntu_set, 64, 2, args.ntu_steps)}
     report = {
         "threads": args.threads, "ntu_samples": args.ntu_samples, "cases": cases,
-        "machine": {"cpu": _cpu_name(), "cores": os.cpu_count(), "torch": torch.__version__,
+        "machine": {"cpu": cpu_name(), "cores": os.cpu_count(), "torch": torch.__version__,
                     "python": platform.python_version(), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
                     "load_average_start": load_start, "load_average_end": os.getloadavg()},
     }
@@ -145,12 +146,6 @@ def main(argv: list[str] | None = None) -> int:
     print(md)
     return 0
 
-
-def _cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
 
 
 if __name__ == "__main__":

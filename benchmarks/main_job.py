@@ -23,6 +23,9 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import cpu_name  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 PHASES = ("data", "forward", "backward", "optimizer", "other", "validation", "checkpoint")
 PREPARE = ("import sys; from mmcl.config import load_config; from mmcl.engine.demo import prepare_demo; "
@@ -86,7 +89,6 @@ def markdown(report: dict) -> str:
 
 def plot(report: dict, path: Path) -> Path:
     """Seconds per part of the job, one bar per seed."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
     from plotting import grouped_bars
 
     groups = ["data step", *PHASES, "rest"]
@@ -110,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         cache = args.cache or Path(tmp) / "cache"
         runs = [run_seed(seed, cache, Path(tmp) / "runs", args.overrides) for seed in args.seeds]
     report = {"overrides": args.overrides, "empty_cache": args.cache is None, "runs": runs,
-              "machine": {"cpu": _cpu_name(), "cores": os.cpu_count(), "python": platform.python_version(),
+              "machine": {"cpu": cpu_name(), "cores": os.cpu_count(), "python": platform.python_version(),
                           "load_average_start": load_start, "load_average_end": os.getloadavg()}}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.out, json.dumps(report, indent=2) + "\n")
@@ -120,12 +122,6 @@ def main(argv: list[str] | None = None) -> int:
     print(md)
     return 0
 
-
-def _cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
 
 
 if __name__ == "__main__":

@@ -36,6 +36,9 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import cpu_name  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 POLICIES = {  # name -> (threads: 0 = the free cores, -1 = all cores; OpenMP environment)
     "all cores, spinning": (-1, {}),
@@ -143,7 +146,7 @@ def run(args: argparse.Namespace) -> dict:
     return {
         "config": {"rounds": args.rounds, "steps": args.steps, "warmup": args.warmup, "batch": 16, "frames": 32,
                    "precision": "bf16 autocast"},
-        "machine": {"cpu": _cpu_name(), "cores": os.cpu_count(), "python": platform.python_version(),
+        "machine": {"cpu": cpu_name(), "cores": os.cpu_count(), "python": platform.python_version(),
                     "load_average_start": load_start, "load_average_end": os.getloadavg(),
                     "load_average_by_round": loads},
         "results": results,
@@ -176,12 +179,6 @@ def markdown(report: dict) -> str:
     lines.append("")
     return "\n".join(lines)
 
-
-def _cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
 
 
 def main(argv: list[str] | None = None) -> int:

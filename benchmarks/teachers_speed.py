@@ -41,6 +41,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import cpu_name  # noqa: E402
 from plotting import grouped_bars  # noqa: E402
 
 from mmcl.data.prepared import PreparedData  # noqa: E402
@@ -308,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "config": {"samples": args.samples, "batch": args.batch, "threads": args.threads, "workers": args.workers,
                    "teacher_config": TEACHER_CONFIG, "clip": "ViT-B-32, pretrained=None"},
-        "machine": {"cpu": _cpu_name(), "cores": os.cpu_count(), "torch": torch.__version__,
+        "machine": {"cpu": cpu_name(), "cores": os.cpu_count(), "torch": torch.__version__,
                     "open_clip": open_clip.__version__, "python": platform.python_version(),
                     "load_average_start": load_start, "load_average_end": os.getloadavg()},
         "clip_gflops_per_image": flops / 1e9,
@@ -328,12 +329,6 @@ def main(argv: list[str] | None = None) -> int:
     print(md)
     return 0
 
-
-def _cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
 
 
 if __name__ == "__main__":
