@@ -1,9 +1,12 @@
 """The main job on one CPU process vs two (torchrun, gloo) with the same global batch: do they train alike?
 
 Both runs train ``configs/synthetic/ctrgcn_joint.yaml`` with the same seed: one process with ``data.batch_size=16``,
-two processes with ``data.batch_size=8`` each (accelerate shards each global batch of 16 between them; gradients are
-averaged over the processes, as DDP does). They are not bit-identical: batch normalisation sees 8 samples per
-process instead of 16, and reductions run in another order. The figures say whether the difference is within the
+two processes with ``data.batch_size=8`` each. Each step of the two processes is made to compute what the one
+process's step computes: each takes its half of the same global batch of 16 (the same samples, with the same
+augmentations, drawn per sample), BatchNorm normalises over the global batch (``sync_bn``, on by default), and the
+averaged gradient is the gradient of the global batch's mean loss (tests/test_distributed.py checks the first steps
+agree up to float rounding). They are not bit-identical: reductions run in another order and in bf16, and CTR-GCN
+amplifies such rounding differences over hundreds of steps, so the figures say whether the difference is within the
 seed-to-seed noise of the recipe.
 
 Usage: ``python benchmarks/distributed_cpu.py [--epochs 4] [--seed 1] [--processes 1 2] [--append] [--runs DIR]``

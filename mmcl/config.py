@@ -121,6 +121,8 @@ class TrainConfig:
     mixed_precision: str = "no"  # no | bf16 | fp16 (accelerate)
     cpu_threads: int = 0  # on a CPU: torch threads per process; 0: the machine's cores shared among local processes
     grad_accum: int = 1
+    # on several processes, BatchNorm statistics over the global batch (what one process with it computes)
+    sync_bn: bool = True
     eval_every: int = 1  # epochs between validation passes
     log_every: int = 20  # steps between TensorBoard scalars
     data: DataConfig = field(default_factory=DataConfig)

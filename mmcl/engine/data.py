@@ -123,11 +123,56 @@ class EpochShuffleSampler(Sampler[int]):
         return self.num_samples
 
 
+class GlobalBatchSampler(Sampler[list[int]]):
+    """One process's training batches when a run trains on ``num_processes`` processes with ``batch_size`` each.
+
+    The epoch's :class:`EpochShuffleSampler` permutation is cut into global batches of ``batch_size * num_processes``
+    items, the batches one process with that batch size makes; process ``rank`` takes the ``rank``-th contiguous share
+    of each. A shorter last global batch is shared as evenly as possible (:meth:`global_sizes` gives the trainer each
+    step's global batch size, to weight the processes' losses by their share); fewer items than processes are left
+    out of the epoch. Nothing is repeated to even the shares (accelerate's sharding repeats samples from the start of
+    the epoch, which one process never sees). With one process: :class:`EpochShuffleSampler` in batches."""
+
+    def __init__(self, num_samples: int, batch_size: int, seed: int, num_processes: int = 1, rank: int = 0):
+        if not 0 <= rank < num_processes:
+            raise ValueError(f"rank {rank} outside 0..{num_processes - 1}")
+        self.order = EpochShuffleSampler(num_samples, seed)
+        self.batch_size = batch_size
+        self.num_processes = num_processes
+        self.rank = rank
+
+    def set_epoch(self, epoch: int) -> None:
+        self.order.set_epoch(epoch)
+
+    def global_sizes(self) -> list[int]:
+        """The global batch size of each step of an epoch."""
+        n, size = self.order.num_samples, self.batch_size * self.num_processes
+        sizes = [size] * (n // size) + ([n % size] if n % size else [])
+        return [k for k in sizes if k >= self.num_processes]
+
+    def __iter__(self):
+        order = list(self.order)
+        size = self.batch_size * self.num_processes
+        for start, k in zip(range(0, len(order), size), self.global_sizes()):
+            share, extra = divmod(k, self.num_processes)
+            first = start + self.rank * share + min(self.rank, extra)
+            yield order[first:first + share + (self.rank < extra)]
+
+    def __len__(self) -> int:
+        return len(self.global_sizes())
+
+
 def build_loader(dataset: Dataset, batch_size: int, num_workers: int, shuffle_seed: int | None = None,
-                 drop_last: bool = False) -> DataLoader:
-    """A loader; with ``shuffle_seed`` the order is an :class:`EpochShuffleSampler` permutation. Its workers die
-    with the process (:class:`mmcl.workers.DieWithParent`)."""
+                 drop_last: bool = False, shard: tuple[int, int] | None = None) -> DataLoader:
+    """A loader; with ``shuffle_seed`` the order is an :class:`EpochShuffleSampler` permutation, and with ``shard``
+    (processes, rank) this process's share of each global batch (:class:`GlobalBatchSampler`; not with
+    ``drop_last``). Its workers die with the process (:class:`mmcl.workers.DieWithParent`)."""
+    common = dict(num_workers=num_workers, pin_memory=torch.cuda.is_available(), persistent_workers=False,
+                  worker_init_fn=DieWithParent() if num_workers else None)
+    if shard is not None:
+        if shuffle_seed is None or drop_last:
+            raise ValueError("a sharded loader needs shuffle_seed and keeps every global batch (drop_last=False)")
+        return DataLoader(dataset, batch_sampler=GlobalBatchSampler(len(dataset), batch_size, shuffle_seed, *shard),
+                          **common)
     sampler = EpochShuffleSampler(len(dataset), shuffle_seed) if shuffle_seed is not None else None
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, shuffle=False, num_workers=num_workers,
-                      drop_last=drop_last, pin_memory=torch.cuda.is_available(), persistent_workers=False,
-                      worker_init_fn=DieWithParent() if num_workers else None)
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, shuffle=False, drop_last=drop_last, **common)

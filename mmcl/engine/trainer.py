@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from accelerate import Accelerator, PartialState
+from accelerate.data_loader import prepare_data_loader
 from accelerate.utils import set_seed
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
@@ -50,6 +51,7 @@ from mmcl.engine.data import build_dataset, build_loader, model_input, resolve_d
 from mmcl.engine.metrics import classification_report, format_longtail, longtail_report, save_scores, write_report
 from mmcl.engine.module import TrainModule
 from mmcl.engine.state import TrainerState, load_state, save_state
+from mmcl.engine.sync_bn import sync_batchnorm
 from mmcl.errors import CheckpointError, DataError, MmclError
 from mmcl.io import atomic_path, atomic_write_text, write_json
 from mmcl.models import create_model
@@ -189,11 +191,17 @@ def setup(cfg: TrainConfig, resume: str | Path | None = None) -> Run:
         accelerator.print(f"{len(train_set.missing)} training samples have no teacher features; they train without "
                           f"the teacher losses (colearn.teacher.missing=skip)")
     module = TrainModule(backbone, colearner, label_smoothing=cfg.optim.label_smoothing)
+    if cfg.sync_bn and accelerator.num_processes > 1:
+        module = sync_batchnorm(module, accelerator.device)
     optimizer = torch.optim.SGD(module.parameters(), lr=cfg.optim.lr, momentum=cfg.optim.momentum,
                                 nesterov=cfg.optim.nesterov, weight_decay=cfg.optim.weight_decay)
-    train_loader = build_loader(train_set, cfg.data.batch_size, cfg.data.num_workers, shuffle_seed=cfg.seed)
+    train_loader = build_loader(train_set, cfg.data.batch_size, cfg.data.num_workers, shuffle_seed=cfg.seed,
+                                shard=(accelerator.num_processes, accelerator.process_index))
+    # already this process's share of each global batch: accelerate only moves it to the device
+    train_loader = prepare_data_loader(train_loader, accelerator.device, num_processes=1, process_index=0,
+                                       put_on_device=True)
     val_loader = build_loader(val_set, cfg.data.eval_batch_size, cfg.data.num_workers)
-    module, optimizer, train_loader, val_loader = accelerator.prepare(module, optimizer, train_loader, val_loader)
+    module, optimizer, val_loader = accelerator.prepare(module, optimizer, val_loader)
     state = TrainerState()
     if resume and not restart:
         load_state(accelerator, run_dir / "state", state)
@@ -285,10 +293,11 @@ def train_one_epoch(run: Run, epoch: int) -> dict:
         reweighted = weights is not None
         mixup = run.brl.generator(epoch, accelerator.process_index)
     total_loss, correct, seen = 0.0, 0, 0
+    global_sizes = run.train_loader.batch_sampler.global_sizes()  # samples per step over every process
     bar = tqdm(run.train_loader, desc=f"epoch {epoch + 1}/{cfg.optim.epochs}", leave=False,
                disable=not accelerator.is_local_main_process)
     clock = PhaseClock(accelerator.device)
-    for batch in bar:
+    for step, batch in enumerate(bar):
         clock.lap("data")
         if run.brl is not None:
             batch = run.brl.mix(batch, mixup)
@@ -297,13 +306,15 @@ def train_one_epoch(run: Run, epoch: int) -> dict:
             clock.lap("forward")
             if not _all_finite(accelerator, out["loss"]):
                 raise NonFiniteError(_divergence_report(run, epoch, state.global_step + 1, lr, out, batch))
-            accelerator.backward(out["loss"])
+            # DDP averages the processes' gradients: weighting each process's mean loss by its share of the global
+            # batch makes that the gradient of the global batch's mean loss (1 unless the last batch is uneven)
+            n = batch["label"].shape[0]
+            accelerator.backward(out["loss"] * (n * accelerator.num_processes / global_sizes[step]))
             clock.lap("backward")
             run.optimizer.step()
             run.optimizer.zero_grad()
             clock.lap("optimizer")
         state.global_step += 1
-        n = batch["label"].shape[0]
         total_loss += out["loss"].item() * n
         correct += (out["logits"].argmax(1) == batch["label"]).sum().item()
         seen += n
@@ -312,6 +323,9 @@ def train_one_epoch(run: Run, epoch: int) -> dict:
                              **{f"train/{k}": v.item() for k, v in out["losses"].items()}}, step=state.global_step)
         bar.set_postfix(loss=f"{total_loss / seen:.3f}", lr=f"{lr:.3g}")
         clock.lap("other")
+    if accelerator.num_processes > 1:  # the epoch's figures over the global batches, not this process's share
+        sums = accelerator.reduce(torch.tensor([total_loss, correct, seen], dtype=torch.float64), "sum")
+        total_loss, correct, seen = sums[0].item(), int(sums[1]), int(sums[2])
     record = {"epoch": epoch + 1, "lr": lr, "train_loss": total_loss / max(seen, 1),
               "train_top1": correct / max(seen, 1), "val_top1": None,
               "time_s": {k: round(v, 3) for k, v in clock.seconds.items()}}
