@@ -76,10 +76,14 @@ class VideoConfig:
     patterns: list[str] = field(default_factory=lambda: ["{name}_rgb.avi", "{name}_rgb.mp4", "{name}_color.avi"])
     num_frames: int = 5
     crop: CropConfig = field(default_factory=CropConfig)
-    # A video that decodes fewer frames than its skeleton covers (cut short, or frames lost to corruption): fail (stop
-    # precompute, naming it), skip (record it as failed with both counts), use (encode what decodes; the manifest
-    # lists it under truncated_videos with both counts). Not in the cache key: it decides which samples are cached.
+    # A video that decodes fewer frames than its skeleton covers (cut short, or frames lost to corruption), or whose
+    # decoder reports damage (check_decode): fail (stop precompute, naming it), skip (record it as failed with its
+    # frame counts), use (encode what decodes; the manifest lists it under truncated_videos with its frame counts).
+    # Not in the cache key: it decides which samples are cached.
     on_truncated: str = "skip"
+    # Decode every frame of each video once more (PyAV) to find damage the decoder conceals: a zeroed stretch can
+    # keep enough frames, which then decode with blocks filled in from their neighbours and only a logged error.
+    check_decode: bool = True
 
 
 @dataclass

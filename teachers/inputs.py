@@ -3,7 +3,8 @@
 :class:`VideoInputs` is a ``torch.utils.data.Dataset``, so decoding runs in data-loader workers while the models run.
 A video that is missing, empty or not decodable gives an item with ``error`` set (its :class:`VideoError` message),
 not an exception: the run records it and continues. So does, by ``video.on_truncated``, a video that decodes fewer
-frames than its skeleton covers (its stored video frame indices, else its frame count): ``truncated`` holds why.
+frames than its skeleton covers (its stored video frame indices, else its frame count) or, with ``video.check_decode``,
+whose decoder reports damage (:func:`teachers.video.check_decode`): ``truncated`` holds why, with the frame count.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ import torch
 from mmcl.data.prepared import PreparedData
 from teachers.clip import preprocess_frames
 from teachers.config import CanvasConfig, VideoConfig
-from teachers.video import (Box, VideoError, crop, find_video, make_canvas, open_video, person_box, read_frames,
-                            square_box, uniform_indices)
+from teachers.video import (Box, VideoError, check_decode, crop, find_video, make_canvas, open_video, person_box,
+                            read_frames, square_box, uniform_indices)
 
 
 @dataclass
@@ -36,7 +37,8 @@ class SampleInput:
     crop_box: Box = (0, 0, 0, 0)
     num_video_frames: int = 0
     uncropped: str | None = None
-    truncated: str | None = None  # the video decodes fewer frames than the skeleton covers (video.on_truncated)
+    # the video decodes fewer frames than the skeleton covers, or with damage (video.on_truncated)
+    truncated: str | None = None
 
 
 class VideoInputs(torch.utils.data.Dataset):
@@ -72,6 +74,9 @@ class VideoInputs(torch.utils.data.Dataset):
             covered = self._skeleton_frames(i)
             truncated = (f"{path}: the video decodes {n} frames, its skeleton covers {covered} (cut short or "
                          f"corrupt)") if n < covered else None
+            if truncated is None and self.video.check_decode:
+                report = check_decode(path)
+                truncated = report.describe(path) if report.damaged else None
             if truncated and self.video.on_truncated != "use":
                 return SampleInput(name, time.perf_counter() - start, error=truncated, truncated=truncated)
             indices = np.concatenate([uniform_indices(n, k), uniform_indices(n, kc)])

@@ -289,8 +289,8 @@ def precompute(config: TeacherConfig, data: PreparedData, videos: str | Path, ro
         manifest = finish(teachers, config, data, videos, path, key, splits, run_id[0], time.perf_counter() - start,
                           acc.num_processes, descriptions)
         print(f"teacher cache: {path}\n{manifest['num_samples']} samples cached, {manifest['num_failed']} failed, "
-              f"{len(manifest['short_videos'])} short videos, {len(manifest['truncated_videos'])} truncated videos "
-              f"used (video.on_truncated=use)\nthroughput: {format_throughput(manifest['last_run'])}",
+              f"{len(manifest['short_videos'])} short videos, {len(manifest['truncated_videos'])} truncated or damaged "
+              f"videos used (video.on_truncated=use)\nthroughput: {format_throughput(manifest['last_run'])}",
               file=sys.stderr)
     acc.wait_for_everyone()
     return path

@@ -7,6 +7,10 @@ installed, else PyAV. Both count the same frames and return the same RGB pixels 
 difference 0, on the NTU sample video, the synthetic videos and MPEG-4 / H.264 test videos;
 ``tests/test_teachers_video.py`` checks it), so the backend is not part of the teacher cache key.
 
+Damage (:func:`check_decode`): a video with a damaged stretch may still open with a plausible frame count, and its
+frames decode: the decoder conceals what it lost. Decoding every frame once with PyAV collects what the decoder
+reports (frames flagged corrupt, its error messages, an error that stops it), whichever backend samples the frames.
+
 Sampling: k frames of an n-frame video are the centre frames of k equal segments,
 ``index_i = floor((i + 0.5) * n / k)`` for ``i = 0..k-1``. A video with fewer than k frames is sampled the same way,
 which repeats frames; it is flagged ``short``.
@@ -131,6 +135,66 @@ class PyAVReader:
         if len(frames) != len(indices):
             raise VideoError(f"{self.path}: decoded {len(frames)} of the frames {indices} (the video ends early)")
         return np.stack(frames)
+
+
+@dataclass
+class DecodeReport:
+    """What decoding every frame of a video found: ``frames`` decoded, ``corrupt`` of them flagged by the decoder,
+    ``errors`` messages the decoder logged at error level while it concealed the damage (``first_errors``: the first
+    few distinct ones) and ``stopped``, the error that ended decoding early, if one did."""
+
+    frames: int
+    corrupt: int
+    errors: int
+    first_errors: list[str]
+    stopped: str | None = None
+
+    @property
+    def damaged(self) -> bool:
+        return bool(self.corrupt or self.errors or self.stopped)
+
+    def describe(self, path: str | os.PathLike) -> str:
+        """One line naming ``path``, the frame count and what the decoder reported."""
+        found = [f"{self.corrupt} frame(s) flagged corrupt"] if self.corrupt else []
+        if self.errors:
+            found.append(f"{self.errors} decoder error(s) ({'; '.join(self.first_errors)})")
+        if self.stopped:
+            found.append(f"decoding stopped: {self.stopped}")
+        return f"{path}: the video decodes {self.frames} frames with damage: {', '.join(found)}"
+
+
+def check_decode(path: str | os.PathLike, max_errors: int = 3) -> DecodeReport:
+    """Decode every frame of ``path`` once with PyAV and collect what the decoder reports (whichever backend samples
+    the frames: decord reports nothing). A damaged stretch (bytes zeroed or overwritten) may keep the video's frame
+    count: the decoder conceals the lost blocks with neighbouring pixels and only logs it (``marker does not match
+    f_code``, ``ac-tex damaged``) or flags the frame corrupt. Messages of the container (its header) are not counted:
+    only what decoding the frames reports."""
+    import av
+    import av.logging
+
+    frames = corrupt = 0
+    stopped = None
+    level, skip = av.logging.get_level(), av.logging.get_skip_repeated()
+    av.logging.set_level(av.logging.ERROR)
+    av.logging.set_skip_repeated(False)  # every message counted here, whatever was logged before
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            stream.thread_count = 1
+            with av.logging.Capture() as logs:
+                try:
+                    for frame in container.decode(stream):
+                        frames += 1
+                        corrupt += bool(frame.is_corrupt)
+                except av.error.FFmpegError as exc:
+                    stopped = _first_line(exc)
+    except av.error.FFmpegError as exc:
+        raise VideoError(f"{path}: cannot open video ({type(exc).__name__}: {_first_line(exc)})") from None
+    finally:
+        av.logging.set_level(level)
+        av.logging.set_skip_repeated(skip)
+    errors = [_first_line(message) for lvl, _, message in logs if lvl <= av.logging.ERROR]
+    return DecodeReport(frames, corrupt, len(errors), list(dict.fromkeys(errors))[:max_errors], stopped)
 
 
 def video_backend(name: str = "auto") -> str:

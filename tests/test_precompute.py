@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -13,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest_teachers import fixture_set, mmcl_cache, person_frames, tiny_config, write_video
+from conftest_teachers import HEIGHT, WIDTH, fixture_set, mmcl_cache, person_frames, tiny_config, write_video
 from mmcl.data.prepared import PreparedData, PreparedInfo, write_prepared
 from teachers.cache import CacheWriter, cache_key, open_cache, read_records, resolve_cache_dir
 from teachers.clip import preprocess_frames
@@ -254,4 +255,36 @@ def test_a_video_shorter_than_its_skeleton_follows_the_policy(fixture_set, teach
     assert set(used.names) == _names(fixture_set, GOOD) and used[cut]["num_video_frames"] == 8
     assert used.manifest["truncated_videos"] == [{"name": cut, "reason": skipped.failures[cut]}]
     with pytest.raises(MmclError, match=rf"{cut}_rgb.avi: the video decodes 8 frames.*on_truncated=fail"):
+        run("fail")
+
+
+def test_a_video_with_a_zeroed_third_follows_the_policy(fixture_set, teachers, tmp_path):
+    """A video whose middle third of bytes is zeroed still decodes more frames (19 of its 32) than its skeleton
+    covers (14), the lost blocks concealed: the decoder's report puts it under video.on_truncated with its frame
+    count (skip: failed; use: encoded and listed in the manifest; fail: stops), and no intact video is flagged."""
+    from mmcl.errors import MmclError
+
+    videos = Path(shutil.copytree(fixture_set.videos, tmp_path / "videos"))
+    (damaged,) = _names(fixture_set, {"gappy"})
+    path = write_video(videos / f"{damaged}_rgb.avi",
+                       np.random.default_rng(1).integers(0, 256, (32, HEIGHT, WIDTH, 3), dtype=np.uint8))
+    raw = bytearray(path.read_bytes())
+    third = len(raw) // 3
+    raw[third:2 * third] = bytes(third)
+    path.write_bytes(bytes(raw))
+
+    def run(policy: str):
+        config = tiny_config()
+        config.video.on_truncated = policy
+        return open_cache(precompute(config, fixture_set.data, videos, root=tmp_path / policy, teachers=teachers,
+                                     show_progress=False))
+
+    skipped = run("skip")
+    assert set(skipped.names) == _names(fixture_set, GOOD) - {damaged}
+    reason = skipped.failures[damaged]
+    assert re.fullmatch(rf"{re.escape(str(path))}: the video decodes 19 frames with damage: .*decoder error.*", reason)
+    used = run("use")
+    assert set(used.names) == _names(fixture_set, GOOD) and used[damaged]["num_video_frames"] == 19
+    assert used.manifest["truncated_videos"] == [{"name": damaged, "reason": reason}]
+    with pytest.raises(MmclError, match=rf"{damaged}_rgb.avi: the video decodes 19 frames with damage.*on_truncated"):
         run("fail")

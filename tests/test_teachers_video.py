@@ -9,9 +9,9 @@ import pytest
 
 from conftest_teachers import (BACKGROUND, HEIGHT, NTU_SAMPLE, PERSON_COLOUR, WIDTH, fixture_set, flat_colour_frames,
                                frame_colour, person_x, write_video)
-from teachers.video import (VideoError, crop, find_video, grid, make_canvas, nearest_skeleton_frames, open_video,
-                            person_box, read_frames, sample_frames, sample_video, splice, square_box, uniform_indices,
-                            video_backend)
+from teachers.video import (VideoError, check_decode, crop, find_video, grid, make_canvas, nearest_skeleton_frames,
+                            open_video, person_box, read_frames, sample_frames, sample_video, splice, square_box,
+                            uniform_indices, video_backend)
 
 __all__ = ["fixture_set"]
 
@@ -195,6 +195,34 @@ def test_decord_and_pyav_return_the_same_frames(fixture_set, small_synthetic):
         _both_read_the_same(path)
     if NTU_SAMPLE.is_dir():  # the real Kinect-v2 RGB video, 1920x1080: the frames of its first second
         assert _both_read_the_same(NTU_SAMPLE / "S001C001P001R001A001_rgb.avi", [0, 1, 17, 29, 28]) == 103
+
+
+def zero_middle_third(path, out):
+    """A copy of the video ``path`` at ``out`` with the middle third of its bytes zeroed."""
+    raw = bytearray(path.read_bytes())
+    third = len(raw) // 3
+    raw[third:2 * third] = bytes(third)
+    out.write_bytes(bytes(raw))
+    return out
+
+
+def test_decode_check_reports_concealed_damage_and_passes_intact_videos(fixture_set, small_synthetic, tmp_path):
+    """Intact videos (the fixture's MPEG-4 and H.264, synthetic ones, the real NTU sample when present) decode
+    without a report; a middle third zeroed opens, decodes and is concealed, and the check reports it."""
+    intact = [next(fixture_set.videos.glob(f"{n}_rgb.*")) for n, k in fixture_set.expected.items()
+              if k in ("avi", "mp4", "short")] + sorted((small_synthetic / "videos").glob("*.avi"))[:2]
+    frames = np.random.default_rng(1).integers(0, 256, (24, HEIGHT, WIDTH, 3), dtype=np.uint8)
+    damaged = [zero_middle_third(write_video(tmp_path / "noise.avi", frames), tmp_path / "zeroed.avi")]
+    if NTU_SAMPLE.is_dir():
+        intact.append(NTU_SAMPLE / "S001C001P001R001A001_rgb.avi")
+        damaged.append(zero_middle_third(intact[-1], tmp_path / "ntu-zeroed.avi"))
+    for path in intact:
+        report = check_decode(path)
+        assert not report.damaged and report.frames == len(open_video(path, "pyav")), (path, report)
+    for path in damaged:
+        report = check_decode(path)
+        assert report.damaged and report.errors and report.frames == len(open_video(path, "pyav")) > 0, report
+        assert report.describe(path).startswith(f"{path}: the video decodes {report.frames} frames with damage: ")
 
 
 def test_the_backend_is_decord_when_installed_else_pyav_unless_chosen(monkeypatch):
