@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import time
@@ -52,6 +53,24 @@ def train(processes: int, epochs: int, seed: int, runs: Path) -> dict:
             "history": [{k: h[k] for k in ("epoch", "train_loss", "val_top1")} for h in history]}
 
 
+def summary(rows: list[dict]) -> list[str]:
+    """Markdown lines: test top-1 mean ± std over seeds per process count, and the per-seed difference (2 - 1
+    processes, paired by seed) beside the seed-to-seed spread of one process."""
+    by = {p: {r["seed"]: 100 * r["test_top1"] for r in rows if r["processes"] == p} for p in (1, 2)}
+    paired = sorted(set(by[1]) & set(by[2]))
+    if len(paired) < 2:
+        return []
+    lines = ["", "| processes | seeds | test top-1 (%), mean ± std over seeds |", "|---:|---:|---:|"]
+    for p, runs in by.items():
+        lines.append(f"| {p} | {len(runs)} | {statistics.mean(runs.values()):.2f} ± "
+                     f"{statistics.stdev(runs.values()):.2f} |")
+    diffs = [by[2][s] - by[1][s] for s in paired]
+    lines += ["", f"2 processes - 1 process, paired by seed: {statistics.mean(diffs):+.2f} ± "
+                  f"{statistics.stdev(diffs):.2f} points ({', '.join(f'{d:+.2f}' for d in diffs)}); one process "
+                  f"from seed to seed: std {statistics.stdev(by[1][s] for s in paired):.2f} points."]
+    return lines
+
+
 def write(rows: list[dict], args: argparse.Namespace, out: Path, load: float) -> None:
     """JSON, Markdown and PNG of ``rows``; ``load``: the 1-minute load average when the last run ended."""
     result = {"config": str(CONFIG.relative_to(REPO)), "epochs": args.epochs, "global_batch": 16,
@@ -69,6 +88,7 @@ def write(rows: list[dict], args: argparse.Namespace, out: Path, load: float) ->
         lines.append(f"| {r['processes']} | {r['seed']} | {r['batch_per_process']} | {100 * r['test_top1']:.2f} | "
                      f"{100 * r['mean_class_accuracy']:.2f} | {100 * r['val_top1']:.2f} | {r['best_epoch']} | "
                      f"{r['history'][-1]['train_loss']:.4f} | {r['wall_s']:.0f} |")
+    lines += summary(rows)
     lines += ["", "Commands: " + "; ".join(sorted({f"`python benchmarks/distributed_cpu.py --epochs {args.epochs} "
                                                    f"--seed {r['seed']} --processes {r['processes']}`" for r in rows}))
               + "; the 2-process run is "
@@ -104,6 +124,7 @@ def main() -> int:
     args = parser.parse_args()
     rows = json.loads(args.out.read_text())["runs"] if args.append and args.out.exists() else []
     rows += [train(p, args.epochs, args.seed, args.runs) for p in args.processes]
+    rows.sort(key=lambda r: (r["seed"], r["processes"]))
     write(rows, args, args.out, os.getloadavg()[0])
     print(args.out.with_suffix(".md").read_text())
     return 0
