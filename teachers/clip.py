@@ -67,7 +67,8 @@ class ClipTeacher:
         self.model = model.eval().requires_grad_(False)
         self.preprocess = preprocess
         self.tokenizer = open_clip.get_tokenizer(config.model)
-        self.dim = int(self.model.visual.output_dim)
+        known = open_clip.get_model_config(config.model)  # None for hf-hub models, whose ViT towers say it
+        self.dim = int(known["embed_dim"]) if known else int(self.model.visual.output_dim)
 
     @torch.inference_mode()
     def encode_images(self, pixels: torch.Tensor) -> torch.Tensor:

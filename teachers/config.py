@@ -206,6 +206,8 @@ class VisualTuneConfig:
     batch_size: int = 16  # samples (each k frames)
     lr: float = 1e-4
     weight_decay: float = 0.01
+    per_frame: bool = False  # score every frame against the class (else the k frames' mean-pooled embedding)
+    max_shift: int = 0  # augmentation: each sample's frames translated by up to this many pixels (0: none)
 
 
 @dataclass
@@ -286,6 +288,7 @@ class TeacherConfig:
         v, lang = c.tune.visual, c.tune.language
         check(v.method in VISUAL_METHODS, "tune.visual.method", v.method, f"one of {VISUAL_METHODS}")
         check(v.objective in VISUAL_OBJECTIVES, "tune.visual.objective", v.objective, f"one of {VISUAL_OBJECTIVES}")
+        check(v.max_shift >= 0, "tune.visual.max_shift", v.max_shift, ">= 0 (pixels)")
         for part, t in (("visual", v), ("language", lang)):
             check(t.epochs >= 1, f"tune.{part}.epochs", t.epochs, ">= 1")
             check(t.batch_size >= 1, f"tune.{part}.batch_size", t.batch_size, ">= 1")
