@@ -27,7 +27,7 @@ def test_online_frozen_fam_is_the_cached_fam(small_prepared, small_teacher_cache
     cached = setup(fam_config(small_prepared, tmp_path / "c", f"colearn.teacher.cache={small_teacher_cache}"))
     online = setup(fam_config(small_prepared, tmp_path / "o", "colearn.fam.source=online",
                               "colearn.teacher.config=tiny"))
-    assert "visual" not in online.train_set[0] and online.train_set[0]["pixels"].shape == (5, 3, 64, 64)
+    assert "visual" not in online.train_set[0] and online.train_set[0]["pixels"].shape == (5, 3, 128, 128)
     online.module.load_state_dict(cached.module.state_dict(), strict=False)  # same backbone and FAM weights
     batch_c = default_collate([cached.train_set[i] for i in range(8)])
     batch_o = default_collate([online.train_set[i] for i in range(8)])

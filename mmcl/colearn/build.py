@@ -187,7 +187,7 @@ def build_colearner(cfg: ColearnConfig, backbone: nn.Module, data, train_set: Da
 
         teacher = load_config(cfg.teacher.config)
         tower, preprocess = build_online_visual(teacher, cfg.fam.tower, cfg.fam.lora_rank, cfg.fam.lora_alpha,
-                                                cfg.fam.lora_targets)
+                                                cfg.fam.lora_targets or teacher.tune.visual.lora.target_modules)
         features = TeacherFrames(features, data, list(train_set.indices), str(_videos(cfg, data)), teacher,
                                  preprocess, tower_dim=tower.dim)
     heads = {name: build(cfg, backbone, data, features) for name, build in HEAD_BUILDERS.items()

@@ -42,7 +42,7 @@ class FAMConfig:
     tower: str = "frozen"  # online: frozen | lora
     lora_rank: int = 8
     lora_alpha: int = 16
-    lora_targets: list[str] = field(default_factory=lambda: ["c_fc", "c_proj", "attn"])
+    lora_targets: list[str] = field(default_factory=list)  # empty: the teacher config's tune.visual.lora.target_modules
 
 
 @dataclass

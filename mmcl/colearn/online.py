@@ -47,9 +47,11 @@ class OnlineVisual(nn.Module):
 def build_online_visual(teacher, tower: str, lora_rank: int, lora_alpha: int, target_modules: list[str]):
     """(module, preprocess) for the loaded teacher config ``teacher``: its CLIP image tower, frozen or LoRA-wrapped."""
     from teachers.clip import ClipTeacher
+    from teachers.tiny import ensure_tiny_teachers
 
     if tower not in ("frozen", "lora"):
         raise ValueError(f"colearn.fam.tower must be 'frozen' or 'lora', got {tower!r}")
+    ensure_tiny_teachers(teacher)  # the demo teachers are built on first use, as precompute builds them
     clip = ClipTeacher(teacher.clip)
     visual = clip.model.visual
     if tower == "lora":
