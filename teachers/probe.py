@@ -10,7 +10,8 @@ regression (L-BFGS, L2) is fitted on the training split; its regularisation is c
 the chosen probe is evaluated once on the test split: top-1, per-class accuracy, and for each pair of classes that
 only the RGB tells apart (``--pair``; on the synthetic set the held-object pairs by default) the accuracy over the
 pair's test samples and the accuracy of telling the two apart (within-pair, chance 1/2). A one-sided binomial test
-says whether the test top-1 is above chance (1 / number of classes).
+says whether the test top-1 is above chance (1 / number of classes). Samples the cache records as failed (their
+video could not be read) are left out of every split and named in the record (``failed_in_cache``).
 
 It also measures what else the features encode, on the training split (:func:`neighbour_structure`): how often a
 sample's nearest neighbour (cosine) shares its class, its performer, its camera or its setup (NTU-style names), each
@@ -176,16 +177,17 @@ def probe_cache(cache_dir: str | Path, data: PreparedData | None = None, kinds: 
     if unknown:
         raise ConfigError(f"--pair names unknown classes {unknown}; the classes are {classes}")
     pair_ids = [(classes.index(a), classes.index(b)) for a, b in pairs]
-    splits = {}
+    splits, failed = {}, cache.failures  # samples whose video failed in precompute: left out, counted
     for split in ("train", "val", "test"):
-        idx = [int(i) for i in data.split(split)]
+        idx = [int(i) for i in data.split(split) if data.names[int(i)] not in failed]
         splits[split] = ([data.names[i] for i in idx], np.asarray([int(data.labels[i]) for i in idx]))
     if not len(splits["train"][0]) or not len(splits["val"][0]):
         raise DataError(f"{data.root}: the probe needs non-empty train and val splits")
     record = {"cache": str(cache.path), "teacher": cache.manifest.get("config_name"),
               "key_hash": cache.manifest.get("key_hash"), "dataset": str(data.root), "num_classes": len(classes),
               "classes": classes, "pairs": [list(p) for p in pairs],
-              "split_sizes": {s: len(v[0]) for s, v in splits.items()}, "features": {}}
+              "split_sizes": {s: len(v[0]) for s, v in splits.items()},
+              "failed_in_cache": sorted(n for n in failed if n in set(data.names)), "features": {}}
     for kind in kinds:
         sets = {s: Split(features(cache, names, kind), y, names) for s, (names, y) in splits.items()}
         test = sets["test"] if len(sets["test"].names) else None

@@ -22,6 +22,8 @@ never opened (:func:`training_indices`), so a probe or a co-learning run evaluat
 ``<out>`` (default ``<cache>/tuned-teachers/<dataset>-<config>``) receives ``visual/`` and ``language/`` (the tuned
 weights, :mod:`teachers.adapters`), ``tune.json`` (settings, sample counts, per-epoch losses, timings),
 ``loss.png``, and ``state/`` (after every epoch: what a killed run resumes from; the same command continues it).
+``--probe`` then precomputes the tuned teachers' cache (every split) and writes ``mmcl probe``'s result on it to
+``<out>/probe.json`` / ``.md`` / ``.png``: what the tuned teachers know, on the test split, before any co-learning run.
 """
 
 from __future__ import annotations
@@ -212,6 +214,22 @@ def tune_teacher(config: TeacherConfig, data: PreparedData, videos: str | Path, 
     return out
 
 
+def probe_tuned(config: TeacherConfig, data: PreparedData, videos: str | Path, out: str | Path | None = None,
+                descriptions_path: str | Path | None = None, command: str = "") -> Path:
+    """Precompute the cache of ``config`` with the adapters tuning wrote (:func:`output_dirs`) and probe it
+    (:func:`teachers.probe.probe_cache`); returns the ``probe.json`` written next to ``tune.json``."""
+    from teachers.precompute import precompute
+    from teachers.probe import probe_cache, write_results
+
+    dirs = output_dirs(config, data, out)
+    tuned = replace(config, clip=replace(config.clip, adapter=str(dirs["visual"])) if dirs["visual"].is_dir()
+                    else config.clip,
+                    llm=replace(config.llm, adapter=str(dirs["language"])) if dirs["language"].is_dir()
+                    else config.llm)
+    cache = precompute(tuned, data, videos, descriptions_path=descriptions_path)
+    return write_results([probe_cache(cache, data)], dirs["out"], "probe", command)
+
+
 def ensure_tuned_teachers(config: TeacherConfig, data: PreparedData, videos: str | Path,
                           answers_path: str | Path | None = None, descriptions_path: str | Path | None = None) -> None:
     """Tune the parts whose adapters ``config`` names but that do not exist yet (the demo's ``tiny_tuned`` on first
@@ -236,11 +254,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default=None, help="output directory (default: where the config's clip.adapter "
                                                     "is, else <cache>/tuned-teachers/<dataset>-<config>)")
     parser.add_argument("--parts", default="visual,language", help="comma-separated: visual, language")
+    parser.add_argument("--probe", action="store_true",
+                        help="then precompute the tuned teachers' cache and probe it (<out>/probe.json, .md, .png)")
     parser.add_argument("overrides", nargs="*", metavar="key=value",
                         help="teacher config overrides, the tune section's included (tune.visual.epochs=20)")
 
 
 def run(args: argparse.Namespace) -> int:
-    tune_teacher(load_config(args.config, args.overrides), PreparedData(args.data), args.videos, args.out,
-                 tuple(p for p in args.parts.split(",") if p), args.answers, args.class_descriptions)
+    config, data = load_config(args.config, args.overrides), PreparedData(args.data)
+    tune_teacher(config, data, args.videos, args.out, tuple(p for p in args.parts.split(",") if p), args.answers,
+                 args.class_descriptions)
+    if args.probe:
+        path = probe_tuned(config, data, args.videos, args.out, args.class_descriptions,
+                           "mmcl " + " ".join(sys.argv[1:]))
+        print(f"probe of the tuned teachers: {path.with_suffix('.md')}", file=sys.stderr)
     return 0

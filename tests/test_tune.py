@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -119,7 +120,8 @@ def test_tuning_resumes_after_a_kill(fixture_set, mmcl_cache, tmp_path, monkeypa
 
     import teachers.fit
 
-    config = _config("tune.visual.method=lora", "tune.visual.epochs=2", "tune.visual.lora.rank=2", "tune.visual.lr=0.05")
+    config = _config("tune.visual.method=lora", "tune.visual.epochs=2", "tune.visual.lora.rank=2", "tune.visual.lr=0.05",
+                     "tune.visual.per_frame=true", "tune.visual.max_shift=3")  # the shifts are repeated on resume
     data = fixture_set.data
     whole = tune_teacher(config, data, fixture_set.videos, tmp_path / "whole", parts=("visual",), progress=False)
     save = teachers.fit._save_state
@@ -159,6 +161,33 @@ def test_tuning_resumes_after_a_kill(fixture_set, mmcl_cache, tmp_path, monkeypa
     with pytest.raises(ValueError, match="other settings"):
         tune_teacher(_config("tune.visual.method=lora", "tune.visual.epochs=3", "tune.visual.lora.rank=2"), data,
                      fixture_set.videos, tmp_path / "killed", parts=("visual",), progress=False)
+
+
+def test_tune_then_probe_writes_what_the_tuned_teacher_knows(small_synthetic, small_prepared, mmcl_cache, tmp_path):
+    from teachers.tune import probe_tuned
+
+    config = tiny_config("tune.visual.method=full", "tune.visual.epochs=1", "tune.visual.batch_size=8",
+                         "runtime.num_workers=0", "runtime.batch_size=8")
+    data = PreparedData(small_prepared)
+    out = tune_teacher(config, data, small_synthetic / "videos", tmp_path / "tuned", parts=("visual",),
+                       progress=False)
+    record = json.loads(probe_tuned(config, data, small_synthetic / "videos", out).read_text())["records"][0]
+    assert set(record["features"]) == {"visual", "text"} and (out / "probe.md").is_file()
+    assert record["split_sizes"]["train"] == len(data.split("train")) and record["failed_in_cache"] == []
+    assert str(out / "visual") in (Path(record["cache"]) / "config.yaml").read_text()  # the tuned tower's cache
+
+
+def test_random_shift_moves_a_sample_s_frames_together_within_bounds():
+    from teachers.tune_visual import random_shift
+
+    pixels = torch.zeros(6, 3, 1, 16, 16)
+    pixels[..., 8, 8] = 1.0
+    torch.manual_seed(0)
+    shifted = random_shift(pixels, 3)
+    spots = [[tuple((f[0] == 1).nonzero()[0].tolist()) for f in sample] for sample in shifted]
+    assert all(len(set(s)) == 1 for s in spots)  # one offset per sample, all its frames
+    assert all(abs(y - 8) <= 3 and abs(x - 8) <= 3 for s in spots for y, x in s[:1])
+    assert len({s[0] for s in spots}) > 1 and random_shift(pixels, 0) is pixels
 
 
 def test_bad_answers_file_names_the_line(tmp_path):
