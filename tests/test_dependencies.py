@@ -12,7 +12,8 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parents[1]
-NOT_IMPORTED = {"tensorboard"}  # loaded by accelerate's tensorboard tracker
+# tensorboard: loaded by accelerate's tensorboard tracker; timm: by open_clip, for the tiny CLIP's image tower
+NOT_IMPORTED = {"tensorboard", "timm"}
 IMPORTED_EXTRAS = ("deploy",)  # optional extras mmcl imports where their feature runs (ONNX export and inference)
 
 
