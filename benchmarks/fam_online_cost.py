@@ -20,7 +20,6 @@ hits them alike; the median per step is reported, and its ratio to the cached FA
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import sys
 import time
@@ -45,6 +44,9 @@ from teachers.inputs import VideoInputs
 from teachers.tiny import ensure_tiny_teachers
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import cpu_name  # noqa: E402
+
 MODES = ("baseline", "cached", "online frozen", "online lora")
 
 
@@ -56,7 +58,7 @@ def build(mode: str, cfg, data, teacher, dim: int, k: int):
         online = None
         if mode.startswith("online"):
             online, _ = build_online_visual(teacher, "lora" if mode.endswith("lora") else "frozen", 8, 16,
-                                            ["c_fc", "c_proj", "attn"])
+                                            teacher.tune.visual.lora.target_modules)
         colearner = CoLearner({"fam": FAM(FAMConfig(enabled=True), dim, backbone.feature_dim)}, online)
     module = TrainModule(backbone, colearner)
     return module, torch.optim.SGD([p for p in module.parameters() if p.requires_grad], lr=0.01, momentum=0.9)
@@ -90,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     ensure_tiny_teachers(teacher)
     train_set = build_dataset(data, cfg.data, "train", train=True, seed=1)
     items = [train_set[i] for i in range(cfg.data.batch_size)]
-    online, preprocess = build_online_visual(teacher, "frozen", 8, 16, ["c_fc"])
+    online, preprocess = build_online_visual(teacher, "frozen", 8, 16, teacher.tune.visual.lora.target_modules)
     inputs = VideoInputs(data, [int(i) for i in train_set.indices[: cfg.data.batch_size]], raw / "videos",
                          teacher.video, teacher.llm.canvas, preprocess, teacher.runtime.video_backend)
     t0 = time.perf_counter()
@@ -117,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     command = "python benchmarks/fam_online_cost.py " + " ".join(argv if argv is not None else sys.argv[1:])
     meta = {"command": command, "teacher": args.teacher, "batch": cfg.data.batch_size, "window": cfg.data.window,
             "frames": int(k), "image": list(pixels.shape[-2:]), "threads": args.threads, "reps": args.reps,
-            "decode_ms_per_sample": decode_ms, "cpu": platform.processor() or platform.machine(),
+            "decode_ms_per_sample": decode_ms, "cpu": cpu_name(),
             "torch": torch.__version__}
     args.out.mkdir(parents=True, exist_ok=True)
     write_json(args.out / "fam_online_cost.json", {**meta, "rows": rows, "times_s": times})
