@@ -232,6 +232,13 @@ def test_bad_inputs_are_clear_errors(fixture_set, teachers, tmp_path):
                    teachers=teachers)
 
 
+def _precompute_under(policy: str, fixture_set, teachers, videos: Path, root: Path):
+    """The fixture set's cache made with ``video.on_truncated = policy`` from ``videos``, opened."""
+    config = tiny_config()
+    config.video.on_truncated = policy
+    return open_cache(precompute(config, fixture_set.data, videos, root=root, teachers=teachers, show_progress=False))
+
+
 def test_a_video_shorter_than_its_skeleton_follows_the_policy(fixture_set, teachers, tmp_path):
     """A video cut to 8 of its skeleton's 16 frames is never encoded silently: skip (the default) records it as
     failed with both counts, use encodes what decodes and lists it in the manifest, fail stops precompute naming it."""
@@ -242,10 +249,7 @@ def test_a_video_shorter_than_its_skeleton_follows_the_policy(fixture_set, teach
     write_video(videos / f"{cut}_rgb.avi", person_frames(16)[0][:8])
 
     def run(policy: str):
-        config = tiny_config()
-        config.video.on_truncated = policy
-        return open_cache(precompute(config, fixture_set.data, videos, root=tmp_path / policy, teachers=teachers,
-                                     show_progress=False))
+        return _precompute_under(policy, fixture_set, teachers, videos, tmp_path / policy)
 
     skipped = run("skip")
     assert cut not in skipped and set(skipped.names) == _names(fixture_set, GOOD) - {cut}
@@ -274,10 +278,7 @@ def test_a_video_with_a_zeroed_third_follows_the_policy(fixture_set, teachers, t
     path.write_bytes(bytes(raw))
 
     def run(policy: str):
-        config = tiny_config()
-        config.video.on_truncated = policy
-        return open_cache(precompute(config, fixture_set.data, videos, root=tmp_path / policy, teachers=teachers,
-                                     show_progress=False))
+        return _precompute_under(policy, fixture_set, teachers, videos, tmp_path / policy)
 
     skipped = run("skip")
     assert set(skipped.names) == _names(fixture_set, GOOD) - {damaged}
