@@ -4,9 +4,8 @@
 
 - ``mmcl-tiny-clip.json`` + ``mmcl-tiny-clip.safetensors``: an open_clip model config (image tower: timm's small
   ``test_resnet`` with max pooling, 128x128 input; a 2-layer text tower with CLIP's own tokenizer vocabulary) and its
-  random weights. Loaded like any
-  open_clip model: ``open_clip.add_model_config(json)`` then ``create_model_and_transforms("mmcl-tiny-clip",
-  pretrained=<checkpoint file>)``.
+  random weights. Loaded like any open_clip model: ``open_clip.add_model_config(json)`` then
+  ``create_model_and_transforms("mmcl-tiny-clip", pretrained=<checkpoint file>)``.
 - ``vlm/``: a Qwen2.5-VL (2-layer text model of width 64, 2-layer vision tower) with a word-level tokenizer trained
   on the fly with the ``tokenizers`` library (MMCL's prompts plus a short English word list, Qwen's special tokens
   and a Qwen-style chat template), saved with ``save_pretrained`` and loaded back by the code path a real model uses
@@ -99,7 +98,8 @@ def build_tiny_teachers(out_dir: str | os.PathLike | None = None, seed: int = 0)
     """Build the tiny teachers into ``out_dir`` (default :func:`default_tiny_dir`) unless already there.
 
     Deterministic for a seed and idempotent: a complete directory (``tiny.json`` present) is returned as is, one built
-    by an older format of this module is rebuilt; a directory built with another seed is an error. Returns ``{"clip_config", "clip_checkpoint", "vlm"}`` paths.
+    by an older format of this module is rebuilt; a directory built with another seed is an error. Returns
+    ``{"clip_config", "clip_checkpoint", "vlm"}`` paths.
     """
     import torch
 

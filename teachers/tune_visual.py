@@ -3,8 +3,9 @@
 The tower sees the person-cropped frames precompute feeds it; the embeddings of a sample's k frames (L2-normalised
 when the teacher normalises them) are mean-pooled, as FAM pools them (or, with ``per_frame``, each frame is scored on
 its own with the sample's label: k times the examples, and a held object is learnt from every frame that shows it),
-and scored by cosine similarity to one prototype per class at CLIP's temperature: learned prototypes (``objective: classify``, a classification head on the unit
-sphere) or, CLIP-style, the frozen text tower's embeddings of the class descriptions (``objective: clip``). ``method: lora`` trains peft LoRA adapters on
+and scored by cosine similarity to one prototype per class at CLIP's temperature: learned prototypes
+(``objective: classify``, a classification head on the unit sphere) or, CLIP-style, the frozen text tower's
+embeddings of the class descriptions (``objective: clip``). ``method: lora`` trains peft LoRA adapters on
 ``lora.target_modules`` (open_clip's ``c_fc`` / ``c_proj`` MLP layers and ``attn`` attention by default); ``full``
 trains every weight of the tower. The head is a training device only: the teacher keeps the tower. ``max_shift``
 translates each training sample's frames by a random offset of up to that many pixels (wrapping around), so that
