@@ -187,7 +187,7 @@ def probe_cache(cache_dir: str | Path, data: PreparedData | None = None, kinds: 
               "key_hash": cache.manifest.get("key_hash"), "dataset": str(data.root), "num_classes": len(classes),
               "classes": classes, "pairs": [list(p) for p in pairs],
               "split_sizes": {s: len(v[0]) for s, v in splits.items()},
-              "failed_in_cache": sorted(n for n in failed if n in set(data.names)), "features": {}}
+              "failed_in_cache": sorted(set(failed) & set(data.names)), "features": {}}
     for kind in kinds:
         sets = {s: Split(features(cache, names, kind), y, names) for s, (names, y) in splits.items()}
         test = sets["test"] if len(sets["test"].names) else None
