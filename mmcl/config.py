@@ -108,6 +108,9 @@ class OptimConfig:
     gamma: float = 0.1
     min_lr: float = 0.0  # cosine floor
     label_smoothing: float = 0.0
+    # largest global gradient norm (accelerate's clip_grad_norm_, every parameter together); 0: no clipping. Off for
+    # CTR-GCN as published; configs/synthetic/mmixer.yaml sets it for the M-Mixer head, whose GRUs diverged without
+    clip_grad_norm: float = 0.0
 
 
 @dataclass
@@ -210,6 +213,8 @@ def validate_optim(o: OptimConfig) -> None:
     check(all(s >= 0 for s in o.steps) and list(o.steps) == sorted(o.steps), "optim.steps", list(o.steps),
           "increasing epochs >= 0")
     check(math.isfinite(o.gamma) and o.gamma > 0, "optim.gamma", o.gamma, "a finite number > 0")
+    check(math.isfinite(o.clip_grad_norm) and o.clip_grad_norm >= 0, "optim.clip_grad_norm", o.clip_grad_norm,
+          "a finite number >= 0 (0: no clipping)")
     check(math.isfinite(o.min_lr) and 0 <= o.min_lr <= o.lr, "optim.min_lr", o.min_lr, f"in [0, optim.lr = {o.lr}]")
     check(math.isfinite(o.label_smoothing) and 0 <= o.label_smoothing < 1, "optim.label_smoothing", o.label_smoothing,
           "a number in [0, 1)")

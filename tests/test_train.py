@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from safetensors.torch import load_file
 
 from mmcl.cli import main
@@ -172,6 +173,30 @@ def test_learning_rate_schedule_matches_ctrgcn():
     assert [learning_rate(cfg, e) for e in (0, 4)] == pytest.approx([0.02, 0.1])
     assert [learning_rate(cfg, e) for e in (5, 34, 35, 54, 55, 64)] == pytest.approx(
         [0.1, 0.1, 0.01, 0.01, 0.001, 0.001])
+
+
+@pytest.mark.parametrize("clip", [0.0, 1e-4])
+def test_clip_grad_norm_bounds_every_step(small_prepared, tmp_path, clip):
+    """Plain SGD moves the parameters by lr x the clipped gradient: at most lr x clip_grad_norm per step."""
+    lr = 0.05
+    run = trainer.setup(small_config(small_prepared, tmp_path, f"optim.clip_grad_norm={clip}", f"optim.lr={lr}",
+                                     "optim.momentum=0", "optim.nesterov=false", "optim.weight_decay=0",
+                                     "optim.warmup_epochs=0"))
+
+    def params() -> torch.Tensor:
+        return torch.cat([p.detach().flatten().clone() for p in run.module.parameters()])
+
+    before = params()
+    record = trainer.train_one_epoch(run, 0)
+    moved = float((params() - before).norm())
+    steps = len(run.train_loader)
+    run.accelerator.end_training()
+    if clip:
+        assert record["clipped_steps"] == steps
+        assert 0 < moved <= steps * lr * clip * (1 + 1e-4)
+    else:
+        assert "clipped_steps" not in record
+        assert moved > 100 * steps * lr * 1e-4
 
 
 def test_config_errors_name_the_key_and_path(tmp_path):

@@ -278,7 +278,8 @@ class PhaseClock:
 def train_one_epoch(run: Run, epoch: int) -> dict:
     """One pass over the training split at the schedule's learning rate; returns the epoch's record (loss, top-1,
     and ``time_s``: seconds waiting for batches (``data``), in ``forward``, ``backward`` and ``optimizer``, and the
-    bookkeeping between steps (``other``))."""
+    bookkeeping between steps (``other``)); with ``optim.clip_grad_norm``, ``clipped_steps``: the steps whose
+    gradient norm was above it."""
     cfg, accelerator, state = run.cfg, run.accelerator, run.state
     lr = learning_rate(cfg.optim, epoch)
     for group in run.optimizer.param_groups:
@@ -292,7 +293,7 @@ def train_one_epoch(run: Run, epoch: int) -> dict:
         accelerator.unwrap_model(run.module).class_weights = weights
         reweighted = weights is not None
         mixup = run.brl.generator(epoch, accelerator.process_index)
-    total_loss, correct, seen = 0.0, 0, 0
+    total_loss, correct, seen, clipped, grad_norm = 0.0, 0, 0, 0, None
     global_sizes = run.train_loader.batch_sampler.global_sizes()  # samples per step over every process
     bar = tqdm(run.train_loader, desc=f"epoch {epoch + 1}/{cfg.optim.epochs}", leave=False,
                disable=not accelerator.is_local_main_process)
@@ -311,6 +312,9 @@ def train_one_epoch(run: Run, epoch: int) -> dict:
             n = batch["label"].shape[0]
             accelerator.backward(out["loss"] * (n * accelerator.num_processes / global_sizes[step]))
             clock.lap("backward")
+            if cfg.optim.clip_grad_norm > 0 and accelerator.sync_gradients:
+                grad_norm = float(accelerator.clip_grad_norm_(run.module.parameters(), cfg.optim.clip_grad_norm))
+                clipped += grad_norm > cfg.optim.clip_grad_norm
             run.optimizer.step()
             run.optimizer.zero_grad()
             clock.lap("optimizer")
@@ -320,6 +324,7 @@ def train_one_epoch(run: Run, epoch: int) -> dict:
         seen += n
         if state.global_step % cfg.log_every == 0:
             accelerator.log({"train/loss": out["loss"].item(), "train/lr": lr,
+                             **({} if grad_norm is None else {"train/grad_norm": grad_norm}),
                              **{f"train/{k}": v.item() for k, v in out["losses"].items()}}, step=state.global_step)
         bar.set_postfix(loss=f"{total_loss / seen:.3f}", lr=f"{lr:.3g}")
         clock.lap("other")
@@ -329,6 +334,8 @@ def train_one_epoch(run: Run, epoch: int) -> dict:
     record = {"epoch": epoch + 1, "lr": lr, "train_loss": total_loss / max(seen, 1),
               "train_top1": correct / max(seen, 1), "val_top1": None,
               "time_s": {k: round(v, 3) for k, v in clock.seconds.items()}}
+    if cfg.optim.clip_grad_norm > 0:
+        record["clipped_steps"] = clipped  # steps whose gradient norm was above optim.clip_grad_norm
     if run.brl is not None:
         record["class_weights"] = reweighted
     return record

@@ -202,6 +202,8 @@ def pretrain(cfg: PretrainConfig, resume: str | Path | None = None) -> dict:
                     raise NonFiniteError(f"non-finite loss at step {state.global_step + 1} (epoch {epoch + 1}, lr "
                                          f"{lr:.4g}): {losses}; lower optim.lr = {cfg.optim.lr}. {kept}.")
                 accelerator.backward(out["loss"])
+                if cfg.optim.clip_grad_norm > 0 and accelerator.sync_gradients:
+                    accelerator.clip_grad_norm_(module.parameters(), cfg.optim.clip_grad_norm)
                 optimizer.step()
                 optimizer.zero_grad()
             state.global_step += 1
