@@ -1,4 +1,4 @@
-"""What the skeleton feature of a trained model encodes: the action, or who performs it where.
+"""What the skeleton feature of a trained model encodes: the action, the held object, or who performs it where.
 
     python benchmarks/fam_identity.py --runs runs/ablation-teachers --variants baseline fam tuned_fam \
         [--out benchmarks/results --name fam_identity]
@@ -10,6 +10,9 @@ on the test split (performers never seen in training), with the features of the 
 
 - nearest neighbour (cosine) of each test sample: how often it shares the class, the performer, the setup, against
   the rate expected by chance;
+- held object: for each pair of classes only the RGB tells apart (cup / bottle, book / tablet), a linear probe of g
+  fitted on the training split and scored on the test split, within the pair (chance 50%): what aligning g with a
+  teacher that knows the object should raise;
 - performer identity: a linear probe fitted on camera 1's test samples and scored on camera 2's (the same performers
   seen from another angle; chance 1 / number of test performers);
 - test top-1 of the model itself (from its metrics.json).
@@ -34,7 +37,8 @@ from mmcl.data.prepared import PreparedData
 from mmcl.engine.data import build_dataset, build_loader
 from mmcl.io import atomic_path, atomic_write_text, write_json
 from mmcl.models.checkpoint import load_checkpoint
-from teachers.probe import Split, name_fields, neighbour_structure, probe
+from teachers.probe import (CHECK_L2, SYNTHETIC_PAIRS, Split, fit_linear, name_fields, neighbour_structure, probe,
+                            scores)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -69,11 +73,33 @@ def identity_probe(g: np.ndarray, names: list[str]) -> dict:
     return {"top1": result["val_top1"], "chance": 1 / len(ids), "performers": len(ids)}
 
 
+def object_probe(train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray],
+                 class_names: list[str]) -> dict:
+    """The held object from g: for each pair of classes only the RGB tells apart, a linear probe fitted on the
+    training split's samples of the pair (one fixed regularisation, none chosen on the test split) and scored on the
+    test split's (performers never seen in training). Returns the within-pair accuracy of each pair (chance 50%) and
+    their mean."""
+    pairs = {}
+    for a, b in SYNTHETIC_PAIRS:
+        if a not in class_names or b not in class_names:
+            continue
+        ia, ib = class_names.index(a), class_names.index(b)
+        (gx, gy), (tx, ty) = ((g[(y == ia) | (y == ib)], (y[(y == ia) | (y == ib)] == ib).astype(int))
+                              for g, y in (train, test))
+        mean, std = gx.mean(0), gx.std(0) + 1e-6
+        w, bias = fit_linear((gx - mean) / std, gy, 2, CHECK_L2)
+        pairs[f"{a} / {b}"] = float((scores((tx - mean) / std, w, bias).argmax(1) == ty).mean())
+    return {"pairs": pairs, "mean": float(np.mean(list(pairs.values()))) if pairs else None}
+
+
 def analyse(run: Path) -> dict:
     g, labels, names = global_features(run, "test")
+    train_g, train_labels, _ = global_features(run, "train")
     metrics = json.loads((run / "metrics.json").read_text())
+    _, info = load_checkpoint(run / "best.safetensors")
     return {"run": str(run), "test_top1": metrics["top1"], "neighbours": neighbour_structure(g, labels, names),
-            "identity_probe": identity_probe(g, names)}
+            "identity_probe": identity_probe(g, names),
+            "object_probe": object_probe((train_g, train_labels), (g, labels), list(info.class_names))}
 
 
 def summarise(records: dict[str, list[dict]]) -> list[dict]:
@@ -86,6 +112,7 @@ def summarise(records: dict[str, list[dict]]) -> list[dict]:
                      "test_top1": stat([r["test_top1"] for r in runs]),
                      "identity_top1": stat([r["identity_probe"]["top1"] for r in runs]),
                      "identity_chance": runs[0]["identity_probe"]["chance"],
+                     "object_top1": stat([r["object_probe"]["mean"] for r in runs]),
                      **{f"nn_{f}": stat([r["neighbours"][f]["nearest_shares"] for r in runs])
                         for f in ("class", "performer", "setup")},
                      **{f"nn_{f}_chance": runs[0]["neighbours"][f]["chance"] for f in ("class", "performer", "setup")}})
@@ -98,10 +125,12 @@ def _fmt(s: dict) -> str:
 
 def markdown(rows: list[dict], command: str) -> str:
     lines = ["# What the skeleton feature encodes (test split, best epoch on validation)", "", f"`{command}`", "",
-             "| variant | seeds | test top-1 (%) | performer from g, camera 1 -> 2 (%) | nearest neighbour shares the "
-             "class (%) | ... the performer (%) | ... the setup (%) |", "|---|---:|---:|---:|---:|---:|---:|"]
+             "| variant | seeds | test top-1 (%) | held object from g, train -> test, within pair (%) | performer from "
+             "g, camera 1 -> 2 (%) | nearest neighbour shares the class (%) | ... the performer (%) | ... the setup "
+             "(%) |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
-        lines.append(f"| {r['variant']} | {r['seeds']} | {_fmt(r['test_top1'])} | {_fmt(r['identity_top1'])} "
+        lines.append(f"| {r['variant']} | {r['seeds']} | {_fmt(r['test_top1'])} | {_fmt(r['object_top1'])} "
+                     f"(chance 50.0) | {_fmt(r['identity_top1'])} "
                      f"(chance {100 * r['identity_chance']:.1f}) | {_fmt(r['nn_class'])} | {_fmt(r['nn_performer'])} "
                      f"(chance {100 * r['nn_performer_chance']:.1f}) | {_fmt(r['nn_setup'])} |")
     return "\n".join(lines) + "\n"
@@ -115,11 +144,12 @@ def plot(rows: list[dict], path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(1.6 * len(rows) + 3, 3.5))
     x = np.arange(len(rows))
-    for j, (key, label) in enumerate((("test_top1", "test top-1"), ("identity_top1", "performer from g"),
-                                      ("nn_class", "NN same class"), ("nn_performer", "NN same performer"))):
-        ax.bar(x + 0.2 * j, [100 * r[key]["mean"] for r in rows], 0.2,
+    for j, (key, label) in enumerate((("test_top1", "test top-1"), ("object_top1", "held object from g"),
+                                      ("identity_top1", "performer from g"), ("nn_class", "NN same class"),
+                                      ("nn_performer", "NN same performer"))):
+        ax.bar(x + 0.16 * j, [100 * r[key]["mean"] for r in rows], 0.16,
                yerr=[100 * (r[key]["std"] or 0) for r in rows], capsize=3, label=label)
-    ax.set_xticks(x + 0.3, [r["variant"] for r in rows], rotation=15)
+    ax.set_xticks(x + 0.32, [r["variant"] for r in rows], rotation=15)
     ax.set_ylabel("%")
     ax.legend(fontsize=7)
     ax.set_title("skeleton feature g: action vs identity (test split)")
