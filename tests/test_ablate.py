@@ -52,6 +52,11 @@ def test_finished_runs_are_read_back_and_summarised(tmp_path, monkeypatch):
     assert table[3] == "| frm | 1 | 85.00 | +5.00 | 86.00 | 100.0 | 50.0 | - |"
     assert (out / "ablation.png").stat().st_size > 0
     assert json.loads((out / "ablation.json").read_text())["seeds"] == [1]
+    for cwd, base in ((configs_dir().parent, "configs/synthetic/ctrgcn_joint.yaml"),  # below it: relative
+                      (tmp_path, str(configs_dir() / "synthetic" / "ctrgcn_joint.yaml"))):  # elsewhere: as is
+        monkeypatch.chdir(cwd)
+        run_ablation(load_plan(write_plan(tmp_path)), seeds=[1], out=out)
+        assert json.loads((out / "ablation.json").read_text())["base"] == base
 
 
 def test_each_run_is_an_mmcl_train_process_that_resumes_a_killed_run(tmp_path, monkeypatch):

@@ -192,6 +192,14 @@ def launch_run(base: str, overrides: list[str], run_dir: Path) -> None:
                         f"{' '.join(cmd)}")
 
 
+def shown_path(path: str | Path) -> str:
+    """``path`` relative to the working directory when it lies below it (what a results file records), else as is."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
 def run_ablation(plan: AblationPlan, variants: list[str] | None = None, seeds: list[int] | None = None,
                  overrides: list[str] = (), out: Path | None = None, lock: str | Path | None = None,
                  results_dir: Path | None = None, name: str = "ablation", command: str = "",
@@ -228,7 +236,7 @@ def run_ablation(plan: AblationPlan, variants: list[str] | None = None, seeds: l
     compare = {k: vs for k, vs in plan.compare.items() if any(v in results for v in vs)}
     if compare:
         text += "\n" + compare_table(rows, compare, plan.focus_classes, reference)
-    summary = {"command": command, "base": plan.base, "variants": {v: plan.variants[v] for v in variants},
+    summary = {"command": command, "base": shown_path(plan.base), "variants": {v: plan.variants[v] for v in variants},
                "seeds": seeds or plan.seeds, "overrides": list(overrides), "missing": missing, "reference": reference,
                "compare": compare, "rows": rows,
                "runs": {v: {str(s): str(out / f"{v}-seed{s}") for s in r} for v, r in results.items()}}
