@@ -109,7 +109,7 @@ class OptimConfig:
     min_lr: float = 0.0  # cosine floor
     label_smoothing: float = 0.0
     # largest global gradient norm (accelerate's clip_grad_norm_, every parameter together); 0: no clipping. Off for
-    # CTR-GCN as published; configs/synthetic/mmixer.yaml sets it for the M-Mixer head, whose GRUs diverged without
+    # CTR-GCN as published; the M-Mixer configs set 10 (configs/synthetic/mmixer.yaml)
     clip_grad_norm: float = 0.0
 
 

@@ -190,10 +190,6 @@ def setup(cfg: TrainConfig, resume: str | Path | None = None) -> Run:
     if getattr(train_set, "missing", None):
         accelerator.print(f"{len(train_set.missing)} training samples have no teacher features; they train without "
                           f"the teacher losses (colearn.teacher.missing=skip)")
-    if cfg.colearn.mmixer.enabled and not cfg.optim.clip_grad_norm:
-        accelerator.print("WARNING: colearn.mmixer without optim.clip_grad_norm: at CTR-GCN's learning rate the "
-                          "M-Mixer head diverged on the synthetic set; configs/synthetic/mmixer.yaml sets "
-                          "colearn.mmixer.weight=0.1 and optim.clip_grad_norm=10")
     module = TrainModule(backbone, colearner, label_smoothing=cfg.optim.label_smoothing)
     if cfg.sync_bn and accelerator.num_processes > 1:
         module = sync_batchnorm(module, accelerator.device)
