@@ -44,12 +44,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @torch.no_grad()
-def global_features(run: Path, split: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """(g (N, 256), labels, names) of one split through the run's best checkpoint."""
-    model, info = load_checkpoint(run / "best.safetensors")
-    model.eval()
-    cfg = from_yaml(info.config_yaml)
-    data = PreparedData(json.loads((run / "metrics.json").read_text())["dataset"])
+def global_features(model: torch.nn.Module, cfg, data: PreparedData, split: str) -> tuple[np.ndarray, np.ndarray,
+                                                                                          list[str]]:
+    """(g (N, 256), labels, names) of one split of ``data`` through ``model`` (a run's best checkpoint, in eval mode)
+    with the evaluation transform of its training config ``cfg``."""
     loader = build_loader(build_dataset(data, cfg.data, split, train=False), 64, 0)
     feats, labels, names = [], [], []
     backbone = getattr(model, "backbone", model)
@@ -79,13 +77,17 @@ def object_probe(train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, n
     training split's samples of the pair (one fixed regularisation, none chosen on the test split) and scored on the
     test split's (performers never seen in training). Returns the within-pair accuracy of each pair (chance 50%) and
     their mean."""
+    def pair_split(split: tuple[np.ndarray, np.ndarray], ia: int, ib: int) -> tuple[np.ndarray, np.ndarray]:
+        g, y = split
+        keep = (y == ia) | (y == ib)
+        return g[keep], (y[keep] == ib).astype(int)
+
     pairs = {}
     for a, b in SYNTHETIC_PAIRS:
         if a not in class_names or b not in class_names:
             continue
         ia, ib = class_names.index(a), class_names.index(b)
-        (gx, gy), (tx, ty) = ((g[(y == ia) | (y == ib)], (y[(y == ia) | (y == ib)] == ib).astype(int))
-                              for g, y in (train, test))
+        (gx, gy), (tx, ty) = pair_split(train, ia, ib), pair_split(test, ia, ib)
         mean, std = gx.mean(0), gx.std(0) + 1e-6
         w, bias = fit_linear((gx - mean) / std, gy, 2, CHECK_L2)
         pairs[f"{a} / {b}"] = float((scores((tx - mean) / std, w, bias).argmax(1) == ty).mean())
@@ -93,10 +95,13 @@ def object_probe(train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, n
 
 
 def analyse(run: Path) -> dict:
-    g, labels, names = global_features(run, "test")
-    train_g, train_labels, _ = global_features(run, "train")
+    model, info = load_checkpoint(run / "best.safetensors")
+    model.eval()
+    cfg = from_yaml(info.config_yaml)
     metrics = json.loads((run / "metrics.json").read_text())
-    _, info = load_checkpoint(run / "best.safetensors")
+    data = PreparedData(metrics["dataset"])
+    g, labels, names = global_features(model, cfg, data, "test")
+    train_g, train_labels, _ = global_features(model, cfg, data, "train")
     return {"run": str(run), "test_top1": metrics["top1"], "neighbours": neighbour_structure(g, labels, names),
             "identity_probe": identity_probe(g, names),
             "object_probe": object_probe((train_g, train_labels), (g, labels), list(info.class_names))}
