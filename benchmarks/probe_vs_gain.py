@@ -115,6 +115,20 @@ def plot(rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def read_result(path: str, keys: tuple[str, ...], what: str) -> dict:
+    """A results file, checked to be ``what`` (holding ``keys``); an error naming the file otherwise."""
+    try:
+        result = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise SystemExit(f"{path}: no such file ({what} expected)")
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise SystemExit(f"{path}: not JSON ({e}); {what} expected")
+    missing = [k for k in keys if not isinstance(result, dict) or k not in result]
+    if missing:
+        raise SystemExit(f"{path}: not {what} (no {', '.join(missing)})")
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--probe", required=True, help="an `mmcl probe` result (JSON)")
@@ -122,8 +136,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="benchmarks/results")
     parser.add_argument("--name", default="probe_vs_gain")
     args = parser.parse_args(argv)
-    probe = json.loads(Path(args.probe).read_text())
-    rows = collect(probe, [json.loads(Path(p).read_text()) for p in args.ablation])
+    probe = read_result(args.probe, ("records",), "an `mmcl probe` result")
+    rows = collect(probe, [read_result(p, ("variants", "rows", "reference"), "an `mmcl ablate` summary")
+                           for p in args.ablation])
     if not rows:
         raise SystemExit(f"no ablation variant names a teacher of {args.probe} "
                          f"({', '.join(probe_figures(probe))})")

@@ -60,3 +60,15 @@ def test_rows_pair_each_variant_with_its_teachers_probe_and_the_reference(tmp_pa
                 "75.0 | +20.0 |")
     assert expected in (tmp_path / "out" / "probe_vs_gain.md").read_text()
     assert (tmp_path / "out" / "probe_vs_gain.png").stat().st_size > 0
+
+
+def test_bad_result_files_are_named(tmp_path):
+    probe = tmp_path / "probe.json"
+    probe.write_text(json.dumps({"records": [probe_record("tiny", 0.1, 0.2, 0.3)]}))
+    corrupt = tmp_path / "corrupt.json"
+    corrupt.write_text('{"rows": [')
+    for path, message in ((tmp_path / "gone.json", "gone.json: no such file"), (corrupt, "corrupt.json: not JSON"),
+                          (probe, r"probe.json: not an `mmcl ablate` summary \(no variants, rows, reference\)")):
+        with pytest.raises(SystemExit, match=message):
+            probe_vs_gain.main(["--probe", str(probe), "--ablation", str(path), "--out", str(tmp_path / "out")])
+    assert not (tmp_path / "out").exists()  # nothing written
