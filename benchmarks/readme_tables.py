@@ -1,6 +1,8 @@
 """Fill README.md's result tables from the files the benchmarks and ablations write into ``benchmarks/results/``.
 
-A README block names its source file and is replaced by that file's content (its leading ``# `` title dropped)::
+A README block names its source file and is replaced by that file's content (its leading ``# `` title dropped, its
+other headings moved one level below the README section that holds the block, so that a file's ``## 1 thread(s)`` does
+not become a section of the README)::
 
     <!-- results: benchmarks/results/ctrgcn_speed.md -->
     ...generated, never edited by hand...
@@ -21,10 +23,23 @@ from mmcl.io import atomic_write_text
 
 ROOT = Path(__file__).resolve().parent.parent
 BLOCK = re.compile(r"(<!-- results: (?P<src>[^\s]+) -->\n)(?P<body>.*?)(<!-- /results -->)", re.S)
+HEADING = re.compile(r"^(#{1,6}) ")
 
 
-def render(src: Path) -> str:
-    """The text a block shows for ``src``: the file without a leading level-1 title, ending in one newline."""
+def headings(lines: list[str]) -> list[tuple[int, int]]:
+    """(line index, level) of the Markdown headings in ``lines``, fenced code blocks skipped."""
+    found, fenced = [], False
+    for i, line in enumerate(lines):
+        if line.startswith("```"):
+            fenced = not fenced
+        elif not fenced and (m := HEADING.match(line)):
+            found.append((i, len(m[1])))
+    return found
+
+
+def render(src: Path, level: int = 1) -> str:
+    """The text a block shows for ``src`` inside a README section of heading ``level``: the file without a leading
+    level-1 title, its shallowest remaining heading one level below ``level``, ending in one newline."""
     if not src.is_file():
         raise FileNotFoundError(f"README block names {src}, which does not exist (run the benchmark that writes it)")
     lines = src.read_text().splitlines()
@@ -32,6 +47,11 @@ def render(src: Path) -> str:
         lines = lines[1:]
     while lines and not lines[0].strip():
         lines = lines[1:]
+    found = headings(lines)
+    if found:
+        shift = min(6, level + 1) - min(lvl for _, lvl in found)
+        for i, lvl in found:
+            lines[i] = "#" * max(1, min(6, lvl + shift)) + lines[i][lvl:]
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
@@ -40,7 +60,9 @@ def fill(text: str, root: Path = ROOT) -> tuple[str, list[str]]:
     changed: list[str] = []
 
     def replace(m: re.Match) -> str:
-        body = render(root / m["src"])
+        outside = BLOCK.sub(lambda b: b.group(1) + b.group(4), text[:m.start()])  # generated headings do not count
+        above = headings(outside.splitlines())
+        body = render(root / m["src"], above[-1][1] if above else 1)
         if body != m["body"]:
             changed.append(m["src"])
         return m.group(1) + body + m.group(4)

@@ -28,6 +28,14 @@ def test_fill_replaces_the_block_and_drops_the_title(tmp_path):
     assert readme_tables.fill(new, tmp_path) == (new, [])
 
 
+def test_block_headings_sit_below_the_readme_section(tmp_path):
+    (tmp_path / "r.md").write_text("# Title\n\n## 1 thread\n\nx\n\n### detail\n\n```bash\n# a comment\n```\n")
+    text = "# mmcl\n\n```bash\n# not a heading\n```\n\n### Speed\n\n<!-- results: r.md -->\n<!-- /results -->\n"
+    new, _ = readme_tables.fill(text, tmp_path)
+    assert "#### 1 thread\n\nx\n\n##### detail\n\n```bash\n# a comment\n```\n" in new
+    assert readme_tables.fill(new, tmp_path) == (new, [])
+
+
 def test_missing_source_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.md"):
         readme_tables.fill("<!-- results: nope.md -->\n<!-- /results -->\n", tmp_path)
