@@ -24,3 +24,15 @@ def configs_dir() -> Path:
 def cache_dir() -> Path:
     """Default place for generated datasets and teacher features: ``$MMCL_CACHE`` or the repository's ``cache/``."""
     return Path(os.environ.get("MMCL_CACHE", PROJECT_ROOT / "cache"))
+
+
+def shown_path(path: str | os.PathLike) -> str:
+    """``path`` as a results file records it: relative to the working directory when it lies below it, or below its
+    parent (``../cache``, ``../shared``: the data beside a checkout) unless that parent is the filesystem root; else
+    as given. A committed result then names no machine's directories."""
+    target, cwd = Path(path).resolve(), Path.cwd().resolve()
+    if target.is_relative_to(cwd):
+        return str(target.relative_to(cwd))
+    if cwd.parent != cwd.parent.parent and target.is_relative_to(cwd.parent):
+        return str(Path("..") / target.relative_to(cwd.parent))
+    return str(path)

@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from mmcl.data.prepared import PreparedData
 from mmcl.errors import ConfigError, DataError
 from mmcl.io import atomic_path, atomic_write_text, write_json
+from mmcl.paths import shown_path
 
 FEATURE_KINDS = ("visual", "text")
 REGULARISATION = (1e-3, 1e-2, 1e-1, 1.0)  # L2 weight on the mean loss, chosen on validation
@@ -183,8 +184,8 @@ def probe_cache(cache_dir: str | Path, data: PreparedData | None = None, kinds: 
         splits[split] = ([data.names[i] for i in idx], np.asarray([int(data.labels[i]) for i in idx]))
     if not len(splits["train"][0]) or not len(splits["val"][0]):
         raise DataError(f"{data.root}: the probe needs non-empty train and val splits")
-    record = {"cache": str(cache.path), "teacher": cache.manifest.get("config_name"),
-              "key_hash": cache.manifest.get("key_hash"), "dataset": str(data.root), "num_classes": len(classes),
+    record = {"cache": shown_path(cache.path), "teacher": cache.manifest.get("config_name"),
+              "key_hash": cache.manifest.get("key_hash"), "dataset": shown_path(data.root), "num_classes": len(classes),
               "classes": classes, "pairs": [list(p) for p in pairs],
               "split_sizes": {s: len(v[0]) for s, v in splits.items()},
               "failed_in_cache": sorted(set(failed) & set(data.names)), "features": {}}

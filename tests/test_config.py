@@ -74,3 +74,16 @@ def test_every_config_in_the_repository_loads():
         schema = schemas.get(f.relative_to(configs_dir()).parts[0], TrainConfig)
         load_config(f, schema=schema, checks=[check_model] if schema is TrainConfig else [])  # model args too
 
+
+
+def test_shown_path_names_no_machine_directory_for_paths_in_or_beside_the_checkout(tmp_path, monkeypatch):
+    from mmcl.paths import shown_path
+
+    checkout = tmp_path / "repo"
+    (checkout / "benchmarks").mkdir(parents=True)
+    monkeypatch.chdir(checkout)
+    assert shown_path(checkout / "benchmarks" / "r.json") == "benchmarks/r.json"
+    assert shown_path(tmp_path / "cache" / "teachers") == "../cache/teachers"
+    assert shown_path("/") == "/"  # not below the checkout's parent: as given
+    monkeypatch.chdir("/tmp")  # a checkout whose parent is the root: no "../" path for everything on the machine
+    assert shown_path("/usr/lib") == "/usr/lib"

@@ -35,7 +35,7 @@ from omegaconf import MISSING
 from mmcl.config import check, check_model, load_config
 from mmcl.errors import ConfigError, MmclError
 from mmcl.io import atomic_path, atomic_write_text, write_json
-from mmcl.paths import configs_dir
+from mmcl.paths import configs_dir, shown_path
 
 
 @dataclass
@@ -190,14 +190,6 @@ def launch_run(base: str, overrides: list[str], run_dir: Path) -> None:
     if result.returncode:
         raise MmclError(f"ablation run {run_dir.name} failed (exit status {result.returncode}, its error above): "
                         f"{' '.join(cmd)}")
-
-
-def shown_path(path: str | Path) -> str:
-    """``path`` relative to the working directory when it lies below it (what a results file records), else as is."""
-    try:
-        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(path)
 
 
 def run_ablation(plan: AblationPlan, variants: list[str] | None = None, seeds: list[int] | None = None,
