@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
+import distributed_losses
 import distributed_steps
 from conftest import TINY_TRAIN
 from mmcl.engine.data import GlobalBatchSampler
@@ -80,3 +81,22 @@ def test_two_processes_train_as_one_with_the_same_global_batch(tiny_prepared, tm
         assert loss < 1e-5 and weights < 1e-3, (name, loss, weights)
     loss, weights = differences("even", "nosync")
     assert loss > 1e-3 and weights > 1e-1, (loss, weights)
+
+
+def test_batch_level_losses_see_the_global_batch_under_two_processes(tmp_path):
+    """FAM's contrastive loss (negatives: the other samples; mean over the samples with teacher features) and BRL's
+    class-weighted mixed cross-entropy (a weighted mean) on a batch of 7 split 4 + 3 over 2 gloo processes, weighted
+    and averaged as the trainer and DDP do, give the one-process loss and gradients, also when one process holds no
+    sample with teacher features. Per process, as before, the contrastive loss would see 3 and 2 samples."""
+    distributed_losses.main(tmp_path / "one")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           str(Path(distributed_losses.__file__)), str(tmp_path / "two")]
+    result = subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    for case in ("fam", "fam_one_process_without_teacher", "brl"):
+        one, two = (json.loads((tmp_path / d / f"{case}.json").read_text()) for d in ("one", "two"))
+        assert one["loss"] > 0 and abs(one["loss"] - two["loss"]) < 1e-5 * one["loss"], (case, one["loss"], two["loss"])
+        for name, grad in one["grads"].items():
+            assert max(abs(a - b) for a, b in zip(grad, two["grads"][name])) < 1e-5, (case, name)
+        assert any(any(g) for g in one["grads"].values()), case

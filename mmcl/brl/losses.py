@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from mmcl.brl.config import BRLConfig
+from mmcl.distributed import global_mean_share
 
 
 def _counts(counts: Sequence[int] | np.ndarray) -> np.ndarray:
@@ -79,7 +80,8 @@ def mixed_cross_entropy(logits: torch.Tensor, labels_a: torch.Tensor, labels_b: 
                         label_smoothing: float = 0.0) -> torch.Tensor:
     """Cross-entropy of logits (N, C) against two labels per sample shared ``weight_a`` / ``1 - weight_a``, with
     optional class weights (C,): ``sum(s * w[y] * CE(y)) / sum(s * w[y])`` over both labels ``y`` of every sample,
-    ``s`` its share. ``label_smoothing`` smooths each per-label cross-entropy."""
+    ``s`` its share. ``label_smoothing`` smooths each per-label cross-entropy. Under several processes both sums run
+    over the global batch (:func:`mmcl.distributed.global_mean_share`), as in one process."""
     logits = logits.float()
     if labels_b is None:
         labels_b = labels_a
@@ -95,4 +97,4 @@ def mixed_cross_entropy(logits: torch.Tensor, labels_a: torch.Tensor, labels_b: 
         wa, wb = cw[labels_a], cw[labels_b]
     num = (share_a * wa * ce_a + (1 - share_a) * wb * ce_b).sum()
     den = (share_a * wa + (1 - share_a) * wb).sum()
-    return num / den
+    return global_mean_share(num, den, len(logits))

@@ -2,7 +2,8 @@
 
 The visual feature u (the cached per-frame CLIP embeddings, pooled) goes through an MLP, Linear(d_u, 256), ReLU,
 Linear(256, 256), to z; :func:`contrastive_loss` aligns the L2-normalised skeleton feature g with z, symmetric, with
-intra-modality negatives (REFERENCE section 1.1). FAM exists only at training time.
+intra-modality negatives (REFERENCE section 1.1), over the global batch when several processes train. FAM exists only
+at training time.
 """
 
 from __future__ import annotations
@@ -13,24 +14,43 @@ from torch import nn
 
 from mmcl.colearn.config import FAMConfig
 from mmcl.colearn.pooling import build_pool
+from mmcl.distributed import gather_with_grad, global_mean_share, world_size
 
 
-def _one_direction(a: torch.Tensor, b: torch.Tensor, tau: float) -> torch.Tensor:
-    """l(a_i, b) = -log(e^{s(a_i,b_i)/tau} / (sum_k e^{s(a_i,b_k)/tau} + sum_{k != i} e^{s(a_i,a_k)/tau})), per i."""
-    between = a @ b.T / tau
-    within = a @ a.T / tau
-    within = within.masked_fill(torch.eye(len(a), dtype=torch.bool, device=a.device), float("-inf"))
-    return torch.logsumexp(torch.cat([between, within], dim=1), dim=1) - between.diagonal()
+def _one_direction(a: torch.Tensor, b_all: torch.Tensor, a_all: torch.Tensor, start: int, tau: float) -> torch.Tensor:
+    """l(a_i, b) = -log(e^{s(a_i,b_i)/tau} / (sum_k e^{s(a_i,b_k)/tau} + sum_{k != i} e^{s(a_i,a_k)/tau})) for the rows
+    a_i of this process, k over the global batch (``a_all``, ``b_all``) in which row i is ``start + i``."""
+    own = torch.arange(len(a), device=a.device) + start
+    between = a @ b_all.T / tau
+    within = (a @ a_all.T / tau).index_put((torch.arange(len(a), device=a.device), own),
+                                          torch.tensor(float("-inf"), device=a.device))
+    return torch.logsumexp(torch.cat([between, within], dim=1), dim=1) - between[torch.arange(len(a), device=a.device), own]
 
 
-def contrastive_loss(skeleton: torch.Tensor, visual: torch.Tensor, tau: float = 0.4) -> torch.Tensor:
-    """MMCL's FAM loss on two (N, D) batches: mean_i (l(g_i, z) + l(z_i, g)) / 2 on cosine similarities."""
+def contrastive_loss(skeleton: torch.Tensor, visual: torch.Tensor, tau: float = 0.4,
+                     mask: torch.Tensor | None = None) -> torch.Tensor:
+    """MMCL's FAM loss on two (N, D) batches: mean_i (l(g_i, z) + l(z_i, g)) / 2 on cosine similarities, over the
+    samples in ``mask`` (all by default); 0 (keeping the graph) when fewer than two take part.
+
+    Under several processes the sums run over the global batch, as in one process (:mod:`mmcl.distributed`): the
+    negatives are every process's samples and the value is this process's share of the global mean.
+    """
     if skeleton.shape != visual.shape or skeleton.ndim != 2:
         raise ValueError(f"contrastive_loss needs two (N, D) tensors of one shape, got {tuple(skeleton.shape)} and "
                          f"{tuple(visual.shape)}")
-    g = F.normalize(skeleton.float(), dim=1)
-    z = F.normalize(visual.float(), dim=1)
-    return ((_one_direction(g, z, tau) + _one_direction(z, g, tau)) / 2).mean()
+    if mask is None:
+        mask = torch.ones(len(skeleton), dtype=torch.bool, device=skeleton.device)
+    local = mask.sum()
+    count = local.clone()
+    if world_size() > 1:
+        torch.distributed.all_reduce(count)
+    if int(count) < 2:  # a contrastive loss needs two samples; keep the graph for DDP
+        return (skeleton.sum() + visual.sum()) * 0.0
+    g = F.normalize(skeleton.float()[mask], dim=1)
+    z = F.normalize(visual.float()[mask], dim=1)
+    (g_all, start), (z_all, _) = gather_with_grad(g), gather_with_grad(z)
+    rows = (_one_direction(g, z_all, g_all, start, tau) + _one_direction(z, g_all, z_all, start, tau)) / 2
+    return global_mean_share(rows.sum(), local.item(), len(skeleton))
 
 
 class FAM(nn.Module):
@@ -45,8 +65,5 @@ class FAM(nn.Module):
 
     def forward(self, out: dict, batch: dict) -> dict[str, torch.Tensor]:
         z = self.proj(self.pool(batch["visual"]))
-        g = out["global_feature"]
-        mask = batch["teacher_mask"]
-        if int(mask.sum()) < 2:  # a contrastive loss needs two samples; keep the graph for DDP
-            return {"fam": (z.sum() + g.sum()) * 0.0}
-        return {"fam": self.cfg.weight * contrastive_loss(g[mask], z[mask], self.cfg.tau)}
+        loss = contrastive_loss(out["global_feature"], z, self.cfg.tau, batch["teacher_mask"])
+        return {"fam": self.cfg.weight * loss}

@@ -20,7 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mmcl.pretrain.moco import MoCo, world_size
+from mmcl.distributed import world_size
+from mmcl.pretrain.moco import MoCo
 from mmcl.pretrain.sphere import spherical_kmeans
 
 __all__ = ["t_max", "hallucinate", "rank_filter", "HaLP"]

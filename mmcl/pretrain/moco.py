@@ -15,11 +15,12 @@ from __future__ import annotations
 import copy
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["MoCo", "projection_head", "gather_keys", "world_size"]
+from mmcl.distributed import all_gather
+
+__all__ = ["MoCo", "projection_head"]
 
 
 def projection_head(feature_dim: int, dim: int, mlp: bool = True) -> nn.Module:
@@ -30,21 +31,6 @@ def projection_head(feature_dim: int, dim: int, mlp: bool = True) -> nn.Module:
     if not mlp:
         return last
     return nn.Sequential(nn.Linear(feature_dim, feature_dim), nn.ReLU(inplace=True), last)
-
-
-def world_size() -> int:
-    """Number of processes of the distributed run (1 without one)."""
-    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
-
-
-@torch.no_grad()
-def gather_keys(keys: Tensor) -> Tensor:
-    """The keys of every process, concatenated in rank order (``keys`` itself in a single process)."""
-    if world_size() == 1:
-        return keys
-    parts = [torch.empty_like(keys) for _ in range(dist.get_world_size())]
-    dist.all_gather(parts, keys.contiguous())
-    return torch.cat(parts)
 
 
 class MoCo(nn.Module):
@@ -109,7 +95,7 @@ class MoCo(nn.Module):
     @torch.no_grad()
     def enqueue(self, keys: Tensor) -> None:
         """Write ``keys`` (B, dim) into the queue at its pointer (wrapping around) and advance the pointer."""
-        keys = gather_keys(keys)
+        keys = all_gather(keys)
         ptr, size = int(self.queue_ptr), self.queue_size
         if keys.shape[0] > size:
             keys = keys[-size:]
