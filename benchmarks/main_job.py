@@ -47,7 +47,8 @@ def run_seed(seed: int, cache: Path, out_dir: Path, overrides: list[str]) -> dic
             "train_time_s": metrics["train_time_s"], "train_time_split_s": metrics["train_time_split_s"],
             "outside_loop_s": end - prepared - metrics["train_time_s"], "epochs": metrics["epochs"],
             "best_epoch": metrics["best_epoch"], "val_top1": metrics["val_top1"], "top1": metrics["top1"],
-            "top5": metrics["top5"], "mean_class_accuracy": metrics["mean_class_accuracy"]}
+            "top5": metrics["top5"], "mean_class_accuracy": metrics["mean_class_accuracy"],
+            "per_class_accuracy": metrics["per_class_accuracy"]}
 
 
 def markdown(report: dict) -> str:
@@ -83,8 +84,16 @@ def markdown(report: dict) -> str:
             f"{r['train_time_s']:.1f} | " + " | ".join(f"{s.get(k, 0.0):.1f}" for k in PHASES) +
             f" | {r['outside_loop_s']:.1f} | {r['best_epoch']}/{r['epochs']} | {100 * r['val_top1']:.1f}% | "
             f"**{100 * r['top1']:.1f}%** | {100 * r['top5']:.1f}% | {100 * r['mean_class_accuracy']:.1f}% |")
-    lines.append("")
+    lines += ["", "Classes below 80% test top-1, mean over the seeds: " + (", ".join(
+        f"{name} {100 * acc:.1f}%" for name, acc in weakest(report["runs"])) or "none") + ".", ""]
     return "\n".join(lines)
+
+
+def weakest(runs: list[dict], below: float = 0.8) -> list[tuple[str, float]]:
+    """(class, mean test accuracy over the runs) of the classes under ``below``, weakest first."""
+    names = runs[0]["per_class_accuracy"]
+    means = {n: sum(r["per_class_accuracy"][n] for r in runs) / len(runs) for n in names}
+    return sorted(((n, a) for n, a in means.items() if a < below), key=lambda item: item[1])
 
 
 def plot(report: dict, path: Path) -> Path:
