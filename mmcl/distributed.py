@@ -9,7 +9,8 @@ the other processes' samples:
 - :func:`gather_with_grad`: every process's rows, concatenated in rank order, gradients flowing back to the process
   that owns each row (what a contrastive loss's negatives need);
 - :func:`global_mean_share`: this process's term of a global weighted mean, in the trainer's convention;
-- :func:`all_gather`: every process's rows without gradients (MoCo's queue).
+- :func:`all_gather`: every process's rows without gradients (MoCo's queue);
+- :func:`global_sum`: a count or sum over every process.
 
 Batches may differ in size between processes (an uneven last batch). In a single process each is the identity.
 """
@@ -20,7 +21,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-__all__ = ["world_size", "all_gather", "gather_with_grad", "global_mean_share"]
+__all__ = ["world_size", "all_gather", "gather_with_grad", "global_sum", "global_mean_share"]
 
 
 def world_size() -> int:
@@ -83,6 +84,16 @@ def all_gather(x: Tensor) -> Tensor:
     return _gather(x, differentiable=False)[0]
 
 
+@torch.no_grad()
+def global_sum(x: Tensor) -> Tensor:
+    """``x`` summed over every process (a copy; ``x`` itself in a single process). Every process must call it."""
+    if world_size() == 1:
+        return x
+    x = x.clone()
+    dist.all_reduce(x)
+    return x
+
+
 def global_mean_share(total: Tensor, weight: Tensor | float, batch: int) -> Tensor:
     """This process's term of the global weighted mean ``sum_p total_p / sum_p weight_p``, where ``total`` is this
     process's (differentiable) sum and ``weight`` its (constant) sum of weights over a batch of ``batch`` samples.
@@ -95,6 +106,5 @@ def global_mean_share(total: Tensor, weight: Tensor | float, batch: int) -> Tens
     weight = torch.as_tensor(weight, dtype=torch.float64, device=total.device).detach().reshape(())
     if world_size() == 1:
         return total / weight.to(total.dtype)
-    sums = torch.stack([weight, torch.tensor(float(batch), dtype=torch.float64, device=total.device)])
-    dist.all_reduce(sums)
+    sums = global_sum(torch.stack([weight, torch.tensor(float(batch), dtype=torch.float64, device=total.device)]))
     return total * (sums[1] / (sums[0] * batch)).to(total.dtype)

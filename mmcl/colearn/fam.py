@@ -14,17 +14,16 @@ from torch import nn
 
 from mmcl.colearn.config import FAMConfig
 from mmcl.colearn.pooling import build_pool
-from mmcl.distributed import gather_with_grad, global_mean_share, world_size
+from mmcl.distributed import gather_with_grad, global_mean_share, global_sum
 
 
 def _one_direction(a: torch.Tensor, b_all: torch.Tensor, a_all: torch.Tensor, start: int, tau: float) -> torch.Tensor:
     """l(a_i, b) = -log(e^{s(a_i,b_i)/tau} / (sum_k e^{s(a_i,b_k)/tau} + sum_{k != i} e^{s(a_i,a_k)/tau})) for the rows
     a_i of this process, k over the global batch (``a_all``, ``b_all``) in which row i is ``start + i``."""
-    own = torch.arange(len(a), device=a.device) + start
+    rows = torch.arange(len(a), device=a.device)
     between = a @ b_all.T / tau
-    within = (a @ a_all.T / tau).index_put((torch.arange(len(a), device=a.device), own),
-                                          torch.tensor(float("-inf"), device=a.device))
-    return torch.logsumexp(torch.cat([between, within], dim=1), dim=1) - between[torch.arange(len(a), device=a.device), own]
+    within = (a @ a_all.T / tau).index_put((rows, rows + start), torch.tensor(float("-inf"), device=a.device))
+    return torch.logsumexp(torch.cat([between, within], dim=1), dim=1) - between[rows, rows + start]
 
 
 def contrastive_loss(skeleton: torch.Tensor, visual: torch.Tensor, tau: float = 0.4,
@@ -41,10 +40,7 @@ def contrastive_loss(skeleton: torch.Tensor, visual: torch.Tensor, tau: float = 
     if mask is None:
         mask = torch.ones(len(skeleton), dtype=torch.bool, device=skeleton.device)
     local = mask.sum()
-    count = local.clone()
-    if world_size() > 1:
-        torch.distributed.all_reduce(count)
-    if int(count) < 2:  # a contrastive loss needs two samples; keep the graph for DDP
+    if int(global_sum(local)) < 2:  # a contrastive loss needs two samples; keep the graph for DDP
         return (skeleton.sum() + visual.sum()) * 0.0
     g = F.normalize(skeleton.float()[mask], dim=1)
     z = F.normalize(visual.float()[mask], dim=1)
