@@ -80,6 +80,21 @@ def moco_encoder(small_prepared, tmp_path_factory) -> Path:
     return out / "small" / "encoder.safetensors"
 
 
+@pytest.mark.parametrize("clip", [0.0, 1e-6])
+def test_clip_grad_norm_bounds_every_pretraining_step(clip, moco_encoder, small_prepared, tmp_path):
+    """From the same encoder, plain SGD moves the encoder's parameters by at most lr x clip_grad_norm per step (fewer
+    than 100 steps here); unclipped, by far more."""
+    lr = 0.05
+    pretrain(small_config(small_prepared, tmp_path, "mae", "optim.epochs=1", "eval_every=0", f"optim.lr={lr}",
+                          f"model.init={moco_encoder}", f"optim.clip_grad_norm={clip}", "optim.momentum=0",
+                          "optim.weight_decay=0"))
+    start, end = load_file(moco_encoder), load_file(tmp_path / "small" / "encoder.safetensors")
+    names = [k for k in start if "running_" not in k and "num_batches_tracked" not in k]  # parameters, not BN stats
+    moved = float(torch.cat([(end[k] - start[k]).flatten() for k in names]).norm())
+    bound = 100 * lr * 1e-6
+    assert (0 < moved <= bound) if clip else moved > 1000 * bound, moved
+
+
 def test_the_encoder_checkpoint_starts_models_and_training(moco_encoder, small_prepared):
     weights = load_file(moco_encoder)
     model = create_model("skeletonmae", num_classes=16, init=str(moco_encoder), hidden_dim=8, num_layers=1,
