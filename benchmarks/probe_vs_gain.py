@@ -7,11 +7,12 @@ gains the ablations measured with that teacher.
 
 Every ablation variant whose overrides name a teacher (``colearn.teacher.config=<name>``) that the probe file holds
 becomes a row: the module switched on (its other overrides), the teacher, the teacher's probe (visual features: test
-top-1 and held-object pairs top-1; text features: test top-1), the variant's gain over the ablation's reference
+top-1 and held-object pairs top-1; text features: the same), the variant's gain over the ablation's reference
 (test top-1, paired by seed) and the change of its mean accuracy on the focus classes (the held-object pairs) against
 the reference's. A variant found in several ablation files (runs shared through the same output directory) is taken
-from the first. Writes ``<name>.json``, ``.md`` and ``.png`` (gain and focus-class change against the visual probe,
-one line per module).
+from the first. Writes ``<name>.json``, ``.md`` and ``.png`` (gain and focus-class change against the visual probe on
+the held-object pairs, one line per module, and the gain of the modules that read the text features, FRM's, against
+the text probe on those pairs).
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ def probe_figures(probe: dict) -> dict[str, dict]:
     for record in probe["records"]:
         visual, text = record["features"].get("visual", {}), record["features"].get("text", {})
         out[record["teacher"]] = {"visual_top1": visual.get("test_top1"), "visual_pairs_top1": visual.get("pairs_top1"),
-                                  "text_top1": text.get("test_top1"), "cache": record["cache"]}
+                                  "text_top1": text.get("test_top1"), "text_pairs_top1": text.get("pairs_top1"),
+                                  "cache": record["cache"]}
     return out
 
 
@@ -75,13 +77,15 @@ def markdown(rows: list[dict], command: str) -> str:
              "minus the reference's, paired by seed (mean ± std). Focus change: the mean accuracy over the "
              "held-object classes minus the reference's.", "",
              "| variant | module | teacher | probe visual top-1 (%) | probe visual held-object pairs (%) | "
-             "probe text top-1 (%) | seeds | test top-1 (%) | gain (pp) | focus classes (%) | focus change (pp) |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "probe text top-1 (%) | probe text held-object pairs (%) | seeds | test top-1 (%) | gain (pp) | "
+             "focus classes (%) | focus change (pp) |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         gain = "-" if r["gain_mean"] is None else (
             f"{100 * r['gain_mean']:+.2f}" + ("" if r["gain_std"] is None else f" ± {100 * r['gain_std']:.2f}"))
         lines.append(f"| {r['variant']} | `{r['module']}` | {r['teacher']} | {_pct(r['visual_top1'])} | "
-                     f"{_pct(r['visual_pairs_top1'])} | {_pct(r['text_top1'])} | {r['seeds']} | "
+                     f"{_pct(r['visual_pairs_top1'])} | {_pct(r['text_top1'])} | {_pct(r['text_pairs_top1'])} | "
+                     f"{r['seeds']} | "
                      f"{_pct(r['top1_mean'])} | {gain} | {_pct(r['focus_mean'])} | "
                      f"{_pct(r['focus_change'], sign=True)} |")
     return "\n".join(lines) + "\n"
@@ -93,21 +97,28 @@ def plot(rows: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    modules = list(dict.fromkeys(r["module"] for r in rows))
-    for module in modules:
-        pts = sorted((r for r in rows if r["module"] == module and r["visual_pairs_top1"] is not None),
-                     key=lambda r: r["visual_pairs_top1"])
-        x = [100 * r["visual_pairs_top1"] for r in pts]
-        label = module.replace("colearn.", "").replace(".enabled=true", "")
-        gains = [100 * (r["gain_mean"] or 0) for r in pts]
-        axes[0].errorbar(x, gains, yerr=[100 * (r["gain_std"] or 0) for r in pts], marker="o", capsize=3, label=label)
-        axes[1].plot(x, [100 * (r["focus_change"] or 0) for r in pts], marker="o", label=label)
-    for ax, ylabel in zip(axes, ("test top-1 gain over the baseline (pp)", "held-object classes: change (pp)")):
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    panels = (("visual_pairs_top1", "gain_mean", lambda m: True),
+              ("visual_pairs_top1", "focus_change", lambda m: True),
+              ("text_pairs_top1", "gain_mean", lambda m: "colearn.frm.enabled=true" in m))
+    for ax, (x_key, y_key, shown) in zip(axes, panels):
+        for module in dict.fromkeys(r["module"] for r in rows):
+            if not shown(module):
+                continue
+            pts = sorted((r for r in rows if r["module"] == module and r[x_key] is not None), key=lambda r: r[x_key])
+            x, y = [100 * r[x_key] for r in pts], [100 * (r[y_key] or 0) for r in pts]
+            label = module.replace("colearn.", "").replace(".enabled=true", "")
+            if y_key == "gain_mean":
+                ax.errorbar(x, y, yerr=[100 * (r["gain_std"] or 0) for r in pts], marker="o", capsize=3, label=label)
+            else:
+                ax.plot(x, y, marker="o", label=label)
         ax.axhline(0, color="grey", lw=1, ls="--")
-        ax.set_xlabel("teacher's visual probe on the held-object pairs (%)")
-        ax.set_ylabel(ylabel)
-    axes[0].legend(fontsize=6)
+        ax.set_xlabel(f"teacher's {x_key.split('_')[0]} probe on the held-object pairs (%)")
+        ax.set_ylabel("held-object classes: change (pp)" if y_key == "focus_change"
+                      else "test top-1 gain over the baseline (pp)")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=6)
+    axes[2].set_title("modules reading the text features", fontsize=9)
     fig.suptitle("Teacher probe against co-learning gain (mean over seeds)", fontsize=10)
     fig.tight_layout()
     with atomic_path(path, suffix=".png") as tmp:

@@ -16,9 +16,10 @@ spec.loader.exec_module(probe_vs_gain)
 FOCUS = ["cup", "bottle"]
 
 
-def probe_record(teacher: str, visual: float, pairs: float, text: float) -> dict:
+def probe_record(teacher: str, visual: float, pairs: float, text: float, text_pairs: float = 0.25) -> dict:
     return {"teacher": teacher, "cache": f"cache/{teacher}",
-            "features": {"visual": {"test_top1": visual, "pairs_top1": pairs}, "text": {"test_top1": text}}}
+            "features": {"visual": {"test_top1": visual, "pairs_top1": pairs},
+                         "text": {"test_top1": text, "pairs_top1": text_pairs}}}
 
 
 def row(variant: str, top1: float, focus: tuple[float, float], gain: float | None = None) -> dict:
@@ -56,8 +57,8 @@ def test_rows_pair_each_variant_with_its_teachers_probe_and_the_reference(tmp_pa
         paths[-1].write_text(json.dumps(content))
     assert probe_vs_gain.main(["--probe", str(paths[0]), "--ablation", *map(str, paths[1:]), "--out",
                                str(tmp_path / "out")]) == 0
-    expected = ("| tuned_fam | `colearn.fam.enabled=true` | tuned | 60.0 | 96.0 | 18.0 | 3 | 78.0 | -2.00 ± 1.00 | "
-                "75.0 | +20.0 |")
+    expected = ("| tuned_fam | `colearn.fam.enabled=true` | tuned | 60.0 | 96.0 | 18.0 | 25.0 | 3 | 78.0 | "
+                "-2.00 ± 1.00 | 75.0 | +20.0 |")
     assert expected in (tmp_path / "out" / "probe_vs_gain.md").read_text()
     assert (tmp_path / "out" / "probe_vs_gain.png").stat().st_size > 0
 
