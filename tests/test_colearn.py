@@ -38,6 +38,18 @@ def direct_contrastive(g: torch.Tensor, z: torch.Tensor, tau: float) -> float:
     return float(sum((l(g, z, i) + l(z, g, i)) / 2 for i in range(n)) / n)
 
 
+def test_contrastive_loss_under_bf16_autocast_matches_fp32():
+    """The training configs run bf16 autocast on CPU (and GPU): the similarity products come out in bf16."""
+    g = torch.randn(6, 32, generator=torch.Generator().manual_seed(1), requires_grad=True)
+    z = torch.randn(6, 32, generator=torch.Generator().manual_seed(2))
+    mask = torch.tensor([True, True, False, True, True, True])
+    with torch.autocast("cpu", torch.bfloat16):
+        low = contrastive_loss(g, z, 0.4, mask)
+    low.backward()
+    assert low.item() == pytest.approx(contrastive_loss(g, z, 0.4, mask).item(), rel=2e-2)
+    assert torch.isfinite(g.grad).all() and g.grad[2].abs().sum() == 0  # the masked-out sample takes no part
+
+
 @pytest.mark.parametrize("tau", [0.4, 0.1, 1.0])
 def test_contrastive_loss_is_the_published_formula(tau):
     g = torch.randn(7, 256, generator=torch.Generator().manual_seed(1), dtype=torch.float64)

@@ -21,8 +21,10 @@ def _one_direction(a: torch.Tensor, b_all: torch.Tensor, a_all: torch.Tensor, st
     """l(a_i, b) = -log(e^{s(a_i,b_i)/tau} / (sum_k e^{s(a_i,b_k)/tau} + sum_{k != i} e^{s(a_i,a_k)/tau})) for the rows
     a_i of this process, k over the global batch (``a_all``, ``b_all``) in which row i is ``start + i``."""
     rows = torch.arange(len(a), device=a.device)
+    own = torch.zeros(len(a), len(a_all), dtype=torch.bool, device=a.device)
+    own[rows, rows + start] = True
     between = a @ b_all.T / tau
-    within = (a @ a_all.T / tau).index_put((rows, rows + start), torch.tensor(float("-inf"), device=a.device))
+    within = (a @ a_all.T / tau).masked_fill(own, float("-inf"))  # any dtype: under autocast the products are bf16
     return torch.logsumexp(torch.cat([between, within], dim=1), dim=1) - between[rows, rows + start]
 
 
