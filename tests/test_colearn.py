@@ -119,7 +119,7 @@ def test_samples_without_teacher_features_do_not_count():
     batch["text"][-1] = 1e3  # the sample without features: changing its (zero-filled) text changes nothing
     assert torch.allclose(frm(out, batch)["frm"], masked)
     refined = frm.refined(out["logits"][:-1], batch["text"][:-1])
-    assert float(masked) == pytest.approx(0.2 * float(F.cross_entropy(refined, batch["label"][:-1])), rel=1e-5)
+    assert masked.item() == pytest.approx(0.2 * F.cross_entropy(refined, batch["label"][:-1]).item(), rel=1e-5)
 
 
 def colearn_config(prepared: Path, cache: Path, out: Path, *extra: str):
