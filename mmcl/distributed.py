@@ -6,6 +6,8 @@ batch, ``n_p * P / N``, and DDP averages the gradients over the ``P`` processes:
 contrastive loss whose negatives are the other samples or a weighted mean whose denominator sums over the batch, needs
 the other processes' samples:
 
+- :func:`all_reduce_with_grad`: a sum over the processes whose backward sums the gradients as well (what a loss over
+  every process's samples needs: sync BatchNorm's statistics);
 - :func:`gather_with_grad`: every process's rows, concatenated in rank order, gradients flowing back to the process
   that owns each row (what a contrastive loss's negatives need);
 - :func:`global_mean_share`: this process's term of a global weighted mean, in the trainer's convention;
@@ -21,7 +23,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-__all__ = ["world_size", "all_gather", "gather_with_grad", "global_sum", "global_mean_share"]
+__all__ = ["world_size", "all_reduce_with_grad", "all_gather", "gather_with_grad", "global_sum", "global_mean_share"]
 
 
 def world_size() -> int:
@@ -39,36 +41,43 @@ def _padded(x: Tensor, length: int) -> Tensor:
     return torch.cat([x, x.new_zeros((length - x.shape[0], *x.shape[1:]))]) if x.shape[0] < length else x
 
 
-class _GatherPadded(torch.autograd.Function):
-    """All-gather of equal-size tensors, stacked (P, ...); backward: the sum over processes of the gradient of each
-    one's loss with respect to this process's slice (every process computes with every slice)."""
+class _AllReduce(torch.autograd.Function):
+    """Sum over the processes; the gradient of each process's input is the sum of every process's output
+    gradient."""
 
     @staticmethod
     def forward(ctx, x: Tensor) -> Tensor:
-        ctx.rank = dist.get_rank()
-        parts = [torch.empty_like(x) for _ in range(world_size())]
-        dist.all_gather(parts, x.contiguous())
-        return torch.stack(parts)
+        x = x.clone()
+        dist.all_reduce(x)
+        return x
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> Tensor:
-        grad = grad.contiguous().clone()
+        grad = grad.clone()
         dist.all_reduce(grad)
-        return grad[ctx.rank]
+        return grad
+
+
+def all_reduce_with_grad(x: Tensor) -> Tensor:
+    """``x`` summed over every process; backward sums the gradients over every process too (each process's loss
+    depends on every process's ``x``). Every process must call it."""
+    return _AllReduce.apply(x)
 
 
 def _gather(x: Tensor, differentiable: bool) -> tuple[Tensor, int]:
     if world_size() == 1:
         return x, 0
     sizes = _sizes(x.shape[0], x.device)
-    padded = _padded(x, max(sizes))
-    if differentiable:
-        stacked = _GatherPadded.apply(padded)
-    else:
-        parts = [torch.empty_like(padded) for _ in sizes]
-        dist.all_gather(parts, padded.contiguous())
-        stacked = torch.stack(parts)
     rank = dist.get_rank()
+    if differentiable:  # each process's rows in its own slot of zeros, summed: the gradient flows back to the owner
+        slots = x.new_zeros((len(sizes), max(sizes), *x.shape[1:]))
+        slots[rank, :x.shape[0]] = x
+        stacked = all_reduce_with_grad(slots)
+    else:
+        padded = _padded(x, max(sizes)).contiguous()
+        parts = [torch.empty_like(padded) for _ in sizes]
+        dist.all_gather(parts, padded)
+        stacked = torch.stack(parts)
     return torch.cat([stacked[r, :n] for r, n in enumerate(sizes)]), sum(sizes[:rank])
 
 
@@ -87,11 +96,7 @@ def all_gather(x: Tensor) -> Tensor:
 @torch.no_grad()
 def global_sum(x: Tensor) -> Tensor:
     """``x`` summed over every process (a copy; ``x`` itself in a single process). Every process must call it."""
-    if world_size() == 1:
-        return x
-    x = x.clone()
-    dist.all_reduce(x)
-    return x
+    return x if world_size() == 1 else all_reduce_with_grad(x)
 
 
 def global_mean_share(total: Tensor, weight: Tensor | float, batch: int) -> Tensor:

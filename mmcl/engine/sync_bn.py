@@ -7,7 +7,7 @@ the processes, so a step on ``P`` processes computes what one step on one proces
 
 On CUDA this is ``torch.nn.SyncBatchNorm``. torch's refuses CPU tensors, so on a CPU (gloo) it is
 :class:`CPUSyncBatchNorm`: the per-channel sums are summed over the processes by a differentiable all-reduce
-(:class:`_AllReduce`), whose backward all-reduces the gradients as well, so every process's gradient includes what
+(:func:`mmcl.distributed.all_reduce_with_grad`), whose backward all-reduces the gradients as well, so every process's gradient includes what
 its samples did to the other processes' normalisation (as torch's CUDA kernel does). Evaluation uses the running
 statistics, unchanged.
 """
@@ -15,29 +15,9 @@ statistics, unchanged.
 from __future__ import annotations
 
 import torch
-import torch.distributed as dist
 from torch import Tensor, nn
 
-
-class _AllReduce(torch.autograd.Function):
-    """Sum over the processes; the gradient of each process's input is the sum of every process's output
-    gradient."""
-
-    @staticmethod
-    def forward(ctx, x: Tensor) -> Tensor:
-        x = x.clone()
-        dist.all_reduce(x)
-        return x
-
-    @staticmethod
-    def backward(ctx, grad: Tensor) -> Tensor:
-        grad = grad.clone()
-        dist.all_reduce(grad)
-        return grad
-
-
-def all_reduce(x: Tensor) -> Tensor:
-    return _AllReduce.apply(x)
+from mmcl.distributed import all_reduce_with_grad, world_size
 
 
 class CPUSyncBatchNorm(nn.modules.batchnorm._BatchNorm):
@@ -51,15 +31,15 @@ class CPUSyncBatchNorm(nn.modules.batchnorm._BatchNorm):
 
     def forward(self, input: Tensor) -> Tensor:
         self._check_input_dim(input)
-        if not (self.training and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        if not (self.training and world_size() > 1):
             return super().forward(input)
         x = input.float()
         dims = [d for d in range(x.dim()) if d != 1]
-        count = all_reduce(torch.tensor([x.numel() / x.shape[1]], dtype=torch.float32))
-        mean = all_reduce(x.sum(dims)) / count
+        count = all_reduce_with_grad(torch.tensor([x.numel() / x.shape[1]], dtype=torch.float32))
+        mean = all_reduce_with_grad(x.sum(dims)) / count
         shape = [1, -1] + [1] * (x.dim() - 2)
         centred = x - mean.reshape(shape)
-        var = all_reduce(centred.square().sum(dims)) / count
+        var = all_reduce_with_grad(centred.square().sum(dims)) / count
         if self.track_running_stats:
             with torch.no_grad():
                 self.num_batches_tracked.add_(1)
