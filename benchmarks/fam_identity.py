@@ -37,8 +37,7 @@ from mmcl.data.prepared import PreparedData
 from mmcl.engine.data import build_dataset, build_loader
 from mmcl.io import atomic_path, atomic_write_text, write_json
 from mmcl.models.checkpoint import load_checkpoint
-from teachers.probe import (CHECK_L2, SYNTHETIC_PAIRS, Split, fit_linear, name_fields, neighbour_structure, probe,
-                            scores)
+from teachers.probe import SYNTHETIC_PAIRS, Split, fixed_probe, name_fields, neighbour_structure, probe
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -88,9 +87,7 @@ def object_probe(train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, n
             continue
         ia, ib = class_names.index(a), class_names.index(b)
         (gx, gy), (tx, ty) = pair_split(train, ia, ib), pair_split(test, ia, ib)
-        mean, std = gx.mean(0), gx.std(0) + 1e-6
-        w, bias = fit_linear((gx - mean) / std, gy, 2, CHECK_L2)
-        pairs[f"{a} / {b}"] = float((scores((tx - mean) / std, w, bias).argmax(1) == ty).mean())
+        pairs[f"{a} / {b}"] = float((fixed_probe(gx, gy, tx, 2) == ty).mean())
     return {"pairs": pairs, "mean": float(np.mean(list(pairs.values()))) if pairs else None}
 
 

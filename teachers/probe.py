@@ -89,6 +89,15 @@ class Split:
     names: list[str]
 
 
+def fixed_probe(train_x: np.ndarray, train_y: np.ndarray, x: np.ndarray, num_classes: int, l2: float = CHECK_L2,
+                iters: int = 100) -> np.ndarray:
+    """Predicted classes of ``x`` from a linear probe fitted on ``train_x`` (standardised by its statistics) with one
+    fixed regularisation: nothing is chosen on the split that is scored."""
+    mean, std = train_x.mean(0), train_x.std(0) + 1e-6
+    w, b = fit_linear((train_x - mean) / std, train_y, num_classes, l2, iters=iters)
+    return scores((x - mean) / std, w, b).argmax(1)
+
+
 def probe(train: Split, val: Split, test: Split | None, num_classes: int) -> dict:
     """Fit on ``train`` for every regularisation, keep the best on ``val``, evaluate it once on ``test`` (when
     given). Returns the chosen l2, the validation top-1 of each, and the logits on val and test."""
@@ -227,9 +236,7 @@ def chance_check(cache, data: PreparedData, kinds: tuple[str, ...], alpha: float
         raise DataError(f"the teacher cache {cache.path} holds no features of {data.root}'s train or val split")
     for kind in kinds:
         train, val = (Split(features(cache, names, kind), y, names) for names, y in splits.values())
-        mean, std = train.x.mean(0), train.x.std(0) + 1e-6
-        w, b = fit_linear((train.x - mean) / std, train.y, data.num_classes, CHECK_L2, iters=50)
-        correct = int((scores((val.x - mean) / std, w, b).argmax(1) == val.y).sum())
+        correct = int((fixed_probe(train.x, train.y, val.x, data.num_classes, iters=50) == val.y).sum())
         p = above_chance(correct, len(val.y), 1 / data.num_classes)
         out[kind] = {"val_top1": correct / max(len(val.y), 1), "chance": 1 / data.num_classes, "p_above_chance": p,
                      "val_samples": len(val.y), "at_chance": p > alpha,
